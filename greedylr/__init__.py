@@ -1,0 +1,20 @@
+"""greedylr: tune the GreedyLR learning-rate scheduler with Optuna, Ray Tune and Syne Tune.
+
+Importing ``greedylr`` loads torch but none of the engines (optuna, ray, syne_tune): those are
+extras, imported only when a converter or a backend needs them.
+"""
+
+from greedylr._version import __version__
+from greedylr.schedulers import GreedyLR
+from greedylr.searchers import CategoricalParam
+from greedylr.searchers import FloatParam
+from greedylr.searchers import IntParam
+
+
+__all__ = [
+    "CategoricalParam",
+    "FloatParam",
+    "GreedyLR",
+    "IntParam",
+    "__version__",
+]
