@@ -15,10 +15,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from greedylr.schedulers._greedy_functional import GreedyConfig
 from greedylr.schedulers._greedy_functional import GreedyState
 from greedylr.schedulers._greedy_functional import Mode
-from greedylr.schedulers._greedy_functional import RollingWindow
 from greedylr.schedulers._greedy_functional import ThresholdMode
 from greedylr.schedulers._greedy_functional import Variant
-from greedylr.schedulers._greedy_functional import greedy_update
+from greedylr.schedulers._greedy_functional import _move
+from greedylr.schedulers._greedy_functional import _observe
 from greedylr.schedulers._greedy_functional import initial_state
 
 
@@ -181,11 +181,15 @@ class GreedyLR(LRScheduler):
         self.greedy_state = initial_state(config)
         self.base_lrs = list(initial_lrs)
         self.last_epoch = 0
-        self._last_lr: list[float] = list(initial_lrs)
 
     def step(self, metrics: SupportsFloat) -> None:  # type: ignore[override]
         """See the metric (a loss, or a score with ``mode="max"``) and update the LRs."""
-        current = float(metrics)
+        event = _observe(self.greedy_state, float(metrics), self.config)
+        self.last_epoch += 1
+        if event:
+            self._move_lrs(event)
+
+    def _move_lrs(self, event: int) -> None:
         groups = self.optimizer.param_groups
         if len(groups) != len(self.config.initial_lrs):
             raise RuntimeError(
@@ -194,22 +198,18 @@ class GreedyLR(LRScheduler):
                 "`add_param_group` call."
             )
         state = self.greedy_state
-        lrs = tuple(float(group["lr"]) for group in groups)
-        if lrs != state.lrs:  # someone else changed an LR since the last step: start from it
-            state = state._replace(lrs=lrs)
-        new_lrs, self.greedy_state = greedy_update(state, current, self.config)
-        if new_lrs != lrs:
-            for group, lr in zip(groups, new_lrs):
-                if isinstance(group["lr"], torch.Tensor):
-                    group["lr"].fill_(lr)
-                else:
-                    group["lr"] = lr
-        self.last_epoch += 1
-        self._last_lr = list(new_lrs)
+        # Start from the optimizer's LRs, as transformers does: a user may have changed them.
+        state.lrs = tuple(float(group["lr"]) for group in groups)
+        _move(state, event, self.config)
+        for group, lr in zip(groups, state.lrs):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
-        """The LR of each param group after the last step."""
-        return self._last_lr
+        """The LR of each param group (after the last step, unless changed since)."""
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
 
     @property
     def best(self) -> float:
@@ -222,18 +222,16 @@ class GreedyLR(LRScheduler):
         Loadable with ``torch.load(weights_only=True)``.
         """
         config, state = self.config, self.greedy_state
-        window = state.window
         return {
             **{key: getattr(config, key) for key in _CONFIG_KEYS},
             "initial_lrs": list(config.initial_lrs),
             "min_lrs": list(config.min_lrs),
             "max_lrs": list(config.max_lrs),
-            "lrs": list(state.lrs),
+            "lrs": self.get_last_lr(),
             **{key: getattr(state, key) for key in _COUNTER_KEYS},
-            "window_values": window.values(config.window_size),
-            "window_sum": window.total,
+            "window_values": state.window_values(config.window_size),
+            "window_sum": state.window_sum,
             "last_epoch": self.last_epoch,
-            "_last_lr": list(self._last_lr),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -254,17 +252,22 @@ class GreedyLR(LRScheduler):
                 f"{len(groups)}."
             )
         lrs = tuple(float(lr) for lr in state_dict["lrs"])
+        window = [float(value) for value in state_dict["window_values"]]
         self.config = config
         self.greedy_state = GreedyState(
             lrs=lrs,
             **{key: state_dict[key] for key in _COUNTER_KEYS},
-            window=RollingWindow.from_values(state_dict["window_values"], state_dict["window_sum"]),
+            window_log=window,
+            window_end=len(window),
+            window_sum=float(state_dict["window_sum"]),
         )
         self.base_lrs = list(config.initial_lrs)
         self.last_epoch = int(state_dict["last_epoch"])
-        self._last_lr = [float(lr) for lr in state_dict["_last_lr"]]
         for group, lr in zip(groups, lrs):
-            group["lr"] = lr
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
 
 
 def _per_group(name: str, value: float | Sequence[float], groups: int) -> tuple[float, ...]:

@@ -1,9 +1,10 @@
 """The GreedyLR rule as a pure function: ``greedy_update(state, metric, config) -> (lrs, state)``.
 
-:class:`greedylr.schedulers.GreedyLR` only moves values between this core and the optimizer's
-param groups, so the rule can be tested (and reused in loops without a torch optimizer) on its
-own. Nothing here mutates its inputs: calling :func:`greedy_update` twice on the same state gives
-the same answer.
+:class:`greedylr.schedulers.GreedyLR` runs the same two private steps in place (``_observe``
+updates the counters and the window and says whether the LR must move, ``_move`` moves it), so
+the rule exists once; it only adds the exchange of LRs with the optimizer's param groups.
+:func:`greedy_update` never mutates its inputs: calling it twice on the same state gives the
+same answer, and every earlier state stays valid.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Literal
-from typing import NamedTuple
 
 
 Mode = Literal["min", "max"]
@@ -21,6 +22,7 @@ Variant = Literal["hf", "paper"]
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("abs", "rel")
 _VARIANTS = ("hf", "paper")
+_isfinite = math.isfinite
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,21 @@ class GreedyConfig:
     window_size: int = 50
     reset_start: int = 500
     variant: Variant = "hf"
+    _better: int = field(init=False, repr=False, compare=False)
+    _rel_scale: float = field(init=False, repr=False, compare=False)
+    _hf: bool = field(init=False, repr=False, compare=False)
+    _compact_at: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_config(self)
+        # is_better as one precomputed branch: 0 min/abs, 1 min/rel, 2 max/abs, 3 max/rel.
+        better = (0 if self.mode == "min" else 2) + (self.threshold_mode == "rel")
+        rel_scale = 1.0 - self.threshold if self.mode == "min" else 1.0 + self.threshold
+        object.__setattr__(self, "_better", better)
+        object.__setattr__(self, "_rel_scale", rel_scale)
+        object.__setattr__(self, "_hf", self.variant == "hf")
+        # The window's history is cut back to the live values once it holds this many.
+        object.__setattr__(self, "_compact_at", 2 * self.window_size + 64)
 
     @property
     def worst(self) -> float:
@@ -107,52 +121,22 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise ValueError(f"`{name}` must be >= {minimum}, but got {name}={value}.")
 
 
-class RollingWindow(NamedTuple):
-    """The smoothing window as a persistent value: O(1) per push, never mutated in place.
-
-    ``log[:end]`` is this window's history since the last reset (or compaction); the window is
-    its last ``min(end, window_size)`` values and ``total`` their running sum. Pushing appends
-    to the shared ``log`` only when this window is its newest owner (``len(log) == end``); an
-    older window that is pushed again copies first, so every earlier state stays valid. The
-    sum is updated exactly as transformers' ``StreamingAverage`` does (add the new value, then
-    subtract the one leaving), so both give bit-identical means.
-    """
-
-    log: list[float]
-    end: int
-    total: float
-
-    @classmethod
-    def empty(cls) -> RollingWindow:
-        """A window with no values."""
-        return cls([], 0, 0.0)
-
-    @classmethod
-    def from_values(cls, values: Sequence[float], total: float) -> RollingWindow:
-        """Rebuild a window from its values (oldest first) and its running sum."""
-        return cls([float(value) for value in values], len(values), float(total))
-
-    def values(self, window_size: int) -> list[float]:
-        """The values in the window, oldest first."""
-        return self.log[max(0, self.end - window_size) : self.end]
-
-    def push(self, value: float, window_size: int) -> tuple[float, RollingWindow]:
-        """Add ``value``; return the mean of the window and the new window."""
-        log, end = self.log, self.end
-        if len(log) != end:  # an older state is being pushed again: branch off a copy
-            log = log[:end]
-        if end >= 2 * window_size:  # compact: keep only the live values (amortized O(1))
-            log = log[end - window_size :]
-            end = window_size
-        log.append(value)
-        end += 1
-        total = self.total + value
-        if end > window_size:
-            total -= log[end - 1 - window_size]
-        return total / min(end, window_size), RollingWindow(log, end, total)
+_NONE, _INCREASE, _DECREASE = 0, 1, -1
+_STATE_FIELDS = (
+    "lrs",
+    "best",
+    "num_good_steps",
+    "num_bad_steps",
+    "cooldown_counter",
+    "warmup_counter",
+    "reset_counter",
+    "window_log",
+    "window_end",
+    "window_sum",
+)
 
 
-class GreedyState(NamedTuple):
+class GreedyState:
     """Everything GreedyLR remembers between steps.
 
     Attributes:
@@ -162,61 +146,73 @@ class GreedyState(NamedTuple):
         num_bad_steps: Consecutive steps that did not.
         cooldown_counter: Steps left in the cooldown that follows a decrease.
         warmup_counter: Steps left in the warmup that follows an increase.
-        reset_counter: Steps left before a reset (see :class:`GreedyLR` for each variant).
-        window: The smoothing window.
+        reset_counter: Steps (or decreases at ``min_lr``) left before a reset; see
+            :class:`GreedyLR` for each variant.
+        window_log: The smoothing window's history: the window is the last ``window_size``
+            values of ``window_log[:window_end]``. The list is shared between a state and the
+            states made from it (appended to only by its newest owner), which makes a push O(1)
+            without ever changing what an older state sees.
+        window_end: How many values of ``window_log`` belong to this state.
+        window_sum: The running sum of the window, updated exactly as transformers'
+            ``StreamingAverage`` does (add the new value, then subtract the one leaving), so both
+            give bit-identical means.
     """
 
-    lrs: tuple[float, ...]
-    best: float
-    num_good_steps: int
-    num_bad_steps: int
-    cooldown_counter: int
-    warmup_counter: int
-    reset_counter: int
-    window: RollingWindow
+    __slots__ = _STATE_FIELDS
+
+    def __init__(
+        self,
+        *,
+        lrs: tuple[float, ...],
+        best: float,
+        num_good_steps: int = 0,
+        num_bad_steps: int = 0,
+        cooldown_counter: int = 0,
+        warmup_counter: int = 0,
+        reset_counter: int,
+        window_log: list[float] | None = None,
+        window_end: int = 0,
+        window_sum: float = 0.0,
+    ) -> None:
+        self.lrs = lrs
+        self.best = best
+        self.num_good_steps = num_good_steps
+        self.num_bad_steps = num_bad_steps
+        self.cooldown_counter = cooldown_counter
+        self.warmup_counter = warmup_counter
+        self.reset_counter = reset_counter
+        self.window_log = [] if window_log is None else window_log
+        self.window_end = window_end if window_log is not None else 0
+        self.window_sum = window_sum
+
+    def copy(self) -> GreedyState:
+        """A new state with the same values; O(1) (the window history is shared safely)."""
+        new = GreedyState.__new__(GreedyState)
+        for name in _STATE_FIELDS:
+            setattr(new, name, getattr(self, name))
+        return new
+
+    def window_values(self, window_size: int) -> list[float]:
+        """The values in the smoothing window, oldest first."""
+        return self.window_log[max(0, self.window_end - window_size) : self.window_end]
+
+    def _key(self) -> tuple[object, ...]:
+        return (*(getattr(self, name) for name in _STATE_FIELDS[:7]),
+                self.window_log[: self.window_end], self.window_sum)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GreedyState) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _STATE_FIELDS[:7])
+        return f"GreedyState({fields}, window_end={self.window_end}, window_sum={self.window_sum})"
 
 
 def initial_state(config: GreedyConfig) -> GreedyState:
     """The state before the first step."""
-    return GreedyState(
-        lrs=config.initial_lrs,
-        best=config.worst,
-        num_good_steps=0,
-        num_bad_steps=0,
-        cooldown_counter=0,
-        warmup_counter=0,
-        reset_counter=config.reset_start,
-        window=RollingWindow.empty(),
-    )
-
-
-def is_better(value: float, best: float, config: GreedyConfig) -> bool:
-    """Whether ``value`` beats ``best`` by more than the threshold. NaN never does."""
-    if config.mode == "min":
-        if config.threshold_mode == "rel":
-            return value < best * (1.0 - config.threshold)
-        return value < best - config.threshold
-    if config.threshold_mode == "rel":
-        return value > best * (1.0 + config.threshold)
-    return value > best + config.threshold
-
-
-def _increase(lrs: tuple[float, ...], config: GreedyConfig) -> tuple[float, ...]:
-    factor, eps = config.factor, config.eps
-    new_lrs = []
-    for lr, high in zip(lrs, config.max_lrs):
-        candidate = min(lr / factor, high)
-        new_lrs.append(candidate if candidate - lr > eps else lr)
-    return tuple(new_lrs)
-
-
-def _decrease(lrs: tuple[float, ...], config: GreedyConfig) -> tuple[float, ...]:
-    factor, eps = config.factor, config.eps
-    new_lrs = []
-    for lr, low in zip(lrs, config.min_lrs):
-        candidate = max(lr * factor, low)
-        new_lrs.append(candidate if lr - candidate > eps else lr)
-    return tuple(new_lrs)
+    return GreedyState(lrs=config.initial_lrs, best=config.worst, reset_counter=config.reset_start)
 
 
 def greedy_update(
@@ -226,6 +222,7 @@ def greedy_update(
 
     Args:
         state: The state after the previous step (:func:`initial_state` before the first).
+            It is not changed.
         metric: The loss (``mode="min"``) or score (``mode="max"``) just observed. A NaN or
             infinite value counts as a bad step and never enters the window or ``best``.
         config: The hyperparameters.
@@ -233,64 +230,125 @@ def greedy_update(
     Returns:
         The learning rate of each param group after this step, and the new state.
     """
-    value = float(metric)
-    finite = math.isfinite(value)
-    window = state.window
-    if config.smooth and finite:
-        value, window = window.push(value, config.window_size)
-    if config.variant == "hf":
-        return _hf_update(state._replace(window=window), value, finite, config)
-    return _paper_update(state._replace(window=window), value, finite, config)
+    new = state.copy()
+    event = _observe(new, float(metric), config)
+    if event:
+        _move(new, event, config)
+    return new.lrs, new
 
 
-def _hf_update(
-    state: GreedyState, value: float, finite: bool, config: GreedyConfig
-) -> tuple[tuple[float, ...], GreedyState]:
-    lrs, best, good, bad, cooldown, warmup, reset_counter, window = state
-    if cooldown > 0:
-        cooldown, good, bad = cooldown - 1, 0, 0
-    elif warmup > 0:
-        warmup, good, bad = warmup - 1, 0, 0
+def _observe(state: GreedyState, value: float, config: GreedyConfig) -> int:
+    """Update the counters, ``best`` and the window in place; say whether the LR must move."""
+    finite = _isfinite(value)
+    if finite and config.smooth:
+        log, end, size = state.window_log, state.window_end, config.window_size
+        if len(log) != end:  # an older state is pushed again: branch off a copy
+            log = log[:end]
+        if end >= config._compact_at:  # keep only the live values (amortized O(1))
+            log = log[end - size :]
+            end = size
+        log.append(value)
+        end += 1
+        total = state.window_sum + value
+        if end > size:
+            total -= log[end - 1 - size]
+        state.window_log, state.window_end, state.window_sum = log, end, total
+        value = total / (end if end < size else size)
+    # Better by more than the threshold (NaN never is); the same arithmetic as transformers.
+    rule, best = config._better, state.best
+    if not finite:
+        better = False
+    elif rule == 0:
+        better = value < best - config.threshold
+    elif rule == 1:
+        better = value < best * config._rel_scale
+    elif rule == 2:
+        better = value > best + config.threshold
     else:
-        if finite and is_better(value, best, config):
-            best, good, bad = value, good + 1, 0
-        else:
-            good, bad = 0, bad + 1
-        if good > config.patience:
-            lrs = _increase(lrs, config)
-            warmup, good, reset_counter = config.warmup, 0, config.reset_start
-        elif bad > config.patience:
-            lrs = _decrease(lrs, config)
-            cooldown, bad = config.cooldown, 0
-            if all(lr <= low for lr, low in zip(lrs, config.min_lrs)):
-                reset_counter -= 1
-                if reset_counter <= 0:  # the cooldown still starts, as in transformers
-                    reset = initial_state(config)._replace(cooldown_counter=config.cooldown)
-                    return reset.lrs, reset
-    new_state = GreedyState(lrs, best, good, bad, cooldown, warmup, reset_counter, window)
-    return lrs, new_state
+        better = value > best * config._rel_scale
+    if not config._hf:
+        return _observe_paper(state, value, better, config)
+    # "hf": cooldown, then warmup, freeze the comparison.
+    if state.cooldown_counter > 0:
+        state.cooldown_counter -= 1
+        state.num_good_steps = state.num_bad_steps = 0
+        return _NONE
+    if state.warmup_counter > 0:
+        state.warmup_counter -= 1
+        state.num_good_steps = state.num_bad_steps = 0
+        return _NONE
+    if better:
+        state.best = value
+        state.num_bad_steps = 0
+        state.num_good_steps += 1
+        if state.num_good_steps > config.patience:
+            state.warmup_counter = config.warmup
+            state.num_good_steps = 0
+            return _INCREASE
+        return _NONE
+    state.num_good_steps = 0
+    state.num_bad_steps += 1
+    if state.num_bad_steps > config.patience:
+        state.cooldown_counter = config.cooldown
+        state.num_bad_steps = 0
+        return _DECREASE
+    return _NONE
 
 
-def _paper_update(
-    state: GreedyState, value: float, finite: bool, config: GreedyConfig
-) -> tuple[tuple[float, ...], GreedyState]:
-    lrs, best, good, bad, cooldown, warmup, reset_counter, window = state
-    if finite and is_better(value, best, config):
-        best, good, bad = value, good + 1, 0
+def _observe_paper(state: GreedyState, value: float, better: bool, config: GreedyConfig) -> int:
+    if better:
+        state.best = value
+        state.num_bad_steps = 0
+        state.num_good_steps += 1
     else:
-        good, bad = 0, bad + 1
-    if cooldown > 0:
-        cooldown, bad = cooldown - 1, 0
-    if warmup > 0:
-        warmup, good = warmup - 1, 0
-    if bad > config.patience:
-        lrs = _decrease(lrs, config)
-        cooldown, bad = config.cooldown, 0
-    if good > config.patience:
-        lrs = _increase(lrs, config)
-        warmup, good = config.warmup, 0
-    if reset_counter == 0:
-        best, good, bad, cooldown, warmup = config.worst, 0, 0, 0, 0
-        reset_counter = config.reset_start
-    new_state = GreedyState(lrs, best, good, bad, cooldown, warmup, reset_counter - 1, window)
-    return lrs, new_state
+        state.num_good_steps = 0
+        state.num_bad_steps += 1
+    if state.cooldown_counter > 0:
+        state.cooldown_counter -= 1
+        state.num_bad_steps = 0
+    if state.warmup_counter > 0:
+        state.warmup_counter -= 1
+        state.num_good_steps = 0
+    event = _NONE
+    if state.num_bad_steps > config.patience:
+        state.cooldown_counter = config.cooldown
+        state.num_bad_steps = 0
+        event = _DECREASE
+    elif state.num_good_steps > config.patience:
+        state.warmup_counter = config.warmup
+        state.num_good_steps = 0
+        event = _INCREASE
+    if state.reset_counter == 0:  # the periodic wipe; the LRs and the window are kept
+        state.best = config.worst
+        state.num_good_steps = state.num_bad_steps = 0
+        state.cooldown_counter = state.warmup_counter = 0
+        state.reset_counter = config.reset_start
+    state.reset_counter -= 1
+    return event
+
+
+def _move(state: GreedyState, event: int, config: GreedyConfig) -> None:
+    """Apply an increase or a decrease to ``state.lrs`` (and, in "hf", the reset rule)."""
+    factor, eps = config.factor, config.eps
+    new_lrs = []
+    if event == _INCREASE:
+        for lr, high in zip(state.lrs, config.max_lrs):
+            candidate = min(lr / factor, high)
+            new_lrs.append(candidate if candidate - lr > eps else lr)
+        state.lrs = tuple(new_lrs)
+        if config.variant == "hf":
+            state.reset_counter = config.reset_start
+        return
+    for lr, low in zip(state.lrs, config.min_lrs):
+        candidate = max(lr * factor, low)
+        new_lrs.append(candidate if lr - candidate > eps else lr)
+    state.lrs = tuple(new_lrs)
+    if config.variant == "hf" and all(lr <= low for lr, low in zip(state.lrs, config.min_lrs)):
+        state.reset_counter -= 1
+        if state.reset_counter <= 0:  # back to the start; the cooldown still begins
+            state.lrs = config.initial_lrs
+            state.best = config.worst
+            state.num_good_steps = state.num_bad_steps = state.warmup_counter = 0
+            state.cooldown_counter = config.cooldown
+            state.reset_counter = config.reset_start
+            state.window_log, state.window_end, state.window_sum = [], 0, 0.0

@@ -109,7 +109,7 @@ def test_load_rejects_a_state_for_another_number_of_param_groups() -> None:
 
 def test_step_after_add_param_group_raises_a_clear_error() -> None:
     optimizer = _optimizer((0.1,))
-    scheduler = GreedyLR(optimizer, min_lr=1e-4)
+    scheduler = GreedyLR(optimizer, patience=0, min_lr=1e-4)
     optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1})
     with pytest.raises(RuntimeError, match="after the last `add_param_group`"):
         scheduler.step(1.0)
