@@ -21,8 +21,9 @@ from transformers.optimization import GreedyLR as TransformersGreedyLR
 from greedylr.schedulers import GreedyLR
 
 
-def _seconds_per_step(build: Callable[[torch.optim.Optimizer], Any], metrics: list[float],
-                      repeats: int) -> float:
+def _seconds_per_step(
+    build: Callable[[torch.optim.Optimizer], Any], metrics: list[float], repeats: int
+) -> float:
     best = float("inf")
     for _ in range(repeats):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
@@ -48,27 +49,39 @@ def main(argv: list[str] | None = None) -> None:
 
     plateau = _seconds_per_step(
         lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=10, min_lr=1e-4),
-        metrics, args.repeats,
+        metrics,
+        args.repeats,
     )
     print(f"torch ReduceLROnPlateau: {plateau * 1e6:6.2f} us/step (reference)")
-    print(f"{'window':>7} {'greedylr':>10} {'transformers':>13} {'vs transformers':>16} "
-          f"{'vs plateau':>11}")
+    print(
+        f"{'window':>7} {'greedylr':>10} {'transformers':>13} {'vs transformers':>16} "
+        f"{'vs plateau':>11}"
+    )
     ours_by_window = {}
     for window in (1, 50, 1000):
         smooth = {"smooth": True, "window_size": window}
-        ours = _seconds_per_step(lambda opt: GreedyLR(opt, **common, **smooth), metrics,
-                                 args.repeats)
+        ours = _seconds_per_step(
+            lambda opt, smooth=smooth: GreedyLR(opt, **common, **smooth), metrics, args.repeats
+        )
         theirs = _seconds_per_step(
-            lambda opt: TransformersGreedyLR(opt, **common, **smooth), metrics, args.repeats
+            lambda opt, smooth=smooth: TransformersGreedyLR(opt, **common, **smooth),
+            metrics,
+            args.repeats,
         )
         ours_by_window[window] = ours
-        print(f"{window:>7} {ours * 1e6:>8.2f}us {theirs * 1e6:>11.2f}us {ours / theirs:>15.2f}x "
-              f"{ours / plateau:>10.2f}x")
+        print(
+            f"{window:>7} {ours * 1e6:>8.2f}us {theirs * 1e6:>11.2f}us {ours / theirs:>15.2f}x "
+            f"{ours / plateau:>10.2f}x"
+        )
     unsmoothed = _seconds_per_step(lambda opt: GreedyLR(opt, **common), metrics, args.repeats)
-    print(f"greedylr without smoothing: {unsmoothed * 1e6:.2f} us/step, "
-          f"{unsmoothed / plateau:.2f}x ReduceLROnPlateau")
-    print(f"greedylr window 1000 / window 1: {ours_by_window[1000] / ours_by_window[1]:.2f}x "
-          "(flat in the window = about 1.0x)")
+    print(
+        f"greedylr without smoothing: {unsmoothed * 1e6:.2f} us/step, "
+        f"{unsmoothed / plateau:.2f}x ReduceLROnPlateau"
+    )
+    print(
+        f"greedylr window 1000 / window 1: {ours_by_window[1000] / ours_by_window[1]:.2f}x "
+        "(flat in the window = about 1.0x)"
+    )
 
 
 if __name__ == "__main__":

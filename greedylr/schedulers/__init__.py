@@ -5,12 +5,26 @@ from greedylr.schedulers._greedy_functional import GreedyConfig
 from greedylr.schedulers._greedy_functional import GreedyState
 from greedylr.schedulers._greedy_functional import greedy_update
 from greedylr.schedulers._greedy_functional import initial_state
+from greedylr.schedulers._optimizers import create_optimizer
+from greedylr.schedulers._optimizers import list_optimizers
+from greedylr.schedulers._registry import ScheduleInfo
+from greedylr.schedulers._registry import create_schedule
+from greedylr.schedulers._registry import get_schedule_info
+from greedylr.schedulers._registry import list_schedules
+from greedylr.schedulers._registry import step_scheduler
 
 
 __all__ = [
     "GreedyConfig",
     "GreedyLR",
     "GreedyState",
+    "ScheduleInfo",
+    "create_optimizer",
+    "create_schedule",
+    "get_schedule_info",
     "greedy_update",
     "initial_state",
+    "list_optimizers",
+    "list_schedules",
+    "step_scheduler",
 ]

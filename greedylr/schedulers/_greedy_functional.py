@@ -10,7 +10,6 @@ same answer, and every earlier state stays valid.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Literal
@@ -71,7 +70,10 @@ class GreedyConfig:
 
 def _check_config(config: GreedyConfig) -> None:
     factor, patience, cooldown, warmup = (
-        config.factor, config.patience, config.cooldown, config.warmup
+        config.factor,
+        config.patience,
+        config.cooldown,
+        config.warmup,
     )
     if config.mode not in _MODES:
         raise ValueError(f"`mode` must be one of {_MODES}, but got mode={config.mode!r}.")
@@ -104,7 +106,9 @@ def _check_config(config: GreedyConfig) -> None:
             )
     for group, (low, high) in enumerate(zip(config.min_lrs, config.max_lrs)):
         if not (math.isfinite(low) and low >= 0.0):
-            raise ValueError(f"`min_lr` must be finite and >= 0, but got min_lr={low} (group {group}).")
+            raise ValueError(
+                f"`min_lr` must be finite and >= 0, but got min_lr={low} (group {group})."
+            )
         if not math.isfinite(high):
             raise ValueError(f"`max_lr` must be finite, but got max_lr={high} (group {group}).")
         if low > high:
@@ -197,8 +201,11 @@ class GreedyState:
         return self.window_log[max(0, self.window_end - window_size) : self.window_end]
 
     def _key(self) -> tuple[object, ...]:
-        return (*(getattr(self, name) for name in _STATE_FIELDS[:7]),
-                self.window_log[: self.window_end], self.window_sum)
+        return (
+            *(getattr(self, name) for name in _STATE_FIELDS[:7]),
+            self.window_log[: self.window_end],
+            self.window_sum,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GreedyState) and self._key() == other._key()

@@ -1,9 +1,10 @@
 """The framework-neutral search space: frozen, validated parameter types.
 
 A space is a mapping ``name -> parameter``, where a parameter is a :class:`FloatParam`, an
-:class:`IntParam`, a :class:`CategoricalParam`, or a constant (``None``, ``bool``, ``int``, ``float``
-or ``str``) that every sampled config carries unchanged. Bounds are inclusive everywhere; the
-converters (``to_optuna``, ``to_ray``, ``to_syne_tune``) own each engine's conventions.
+:class:`IntParam`, a :class:`CategoricalParam`, or a constant (``None``, ``bool``, ``int``,
+``float`` or ``str``) that every sampled config carries unchanged. Bounds are inclusive
+everywhere; the converters (``to_optuna``, ``to_ray``, ``to_syne_tune``) own each engine's
+conventions.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
-from typing import Union
 
 
-Constant = Union[None, bool, int, float, str]
+Constant = None | bool | int | float | str
 _CONSTANT_TYPES = (type(None), bool, int, float, str)
 _GRID_TOLERANCE = 1e-9
 
@@ -58,7 +58,8 @@ class FloatParam:
                 raise ValueError(f"`step` must be > 0, but got {step=}.")
             if not _on_grid(high, low, step):
                 raise ValueError(
-                    f"`high - low` must be a multiple of `step`, but got ({low=}, {high=}, {step=})."
+                    "`high - low` must be a multiple of `step`, "
+                    f"but got ({low=}, {high=}, {step=})."
                 )
         object.__setattr__(self, "low", float(low))
         object.__setattr__(self, "high", float(high))
@@ -148,9 +149,9 @@ class CategoricalParam:
         return any(type(value) is type(c) and value == c for c in self.choices)
 
 
-Param = Union[FloatParam, IntParam, CategoricalParam]
+Param = FloatParam | IntParam | CategoricalParam
 _PARAM_TYPES = (FloatParam, IntParam, CategoricalParam)
-SearchSpace = Mapping[str, Union[Param, Constant]]
+SearchSpace = Mapping[str, Param | Constant]
 
 
 def _on_grid(value: float, low: float, step: float) -> bool:
@@ -193,7 +194,7 @@ def split_space(space: SearchSpace) -> tuple[dict[str, Param], dict[str, Constan
         if isinstance(value, _PARAM_TYPES):
             params[name] = value
         else:
-            constants[name] = value  # type: ignore[assignment]
+            constants[name] = value
     return params, constants
 
 
@@ -224,11 +225,15 @@ def update_space(space: SearchSpace, **overrides: Any) -> dict[str, Param | Cons
             if not isinstance(current, (FloatParam, IntParam)):
                 raise ValueError(
                     f"A `(low, high)` override needs a float or int dimension, but `{name}` is "
-                    f"{current!r}." if name in result else _unknown_dimension(name, result)
+                    f"{current!r}."
+                    if name in result
+                    else _unknown_dimension(name, result)
                 )
             if len(value) != 2:
-                raise ValueError(f"A bounds override must be `(low, high)`, but got {name}={value}.")
-            result[name] = replace(current, low=value[0], high=value[1])  # type: ignore[arg-type]
+                raise ValueError(
+                    f"A bounds override must be `(low, high)`, but got {name}={value}."
+                )
+            result[name] = replace(current, low=value[0], high=value[1])
         elif isinstance(value, list):
             result[name] = CategoricalParam(tuple(value))
         else:

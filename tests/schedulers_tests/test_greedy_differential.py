@@ -97,7 +97,9 @@ def test_trajectory_equals_transformers(seed: int) -> None:
     for case in range(10):
         config = _random_config(rng, groups=rng.randint(1, 3))
         non_finite = not config["smooth"]  # transformers' window keeps NaN forever; ours skips it
-        metrics = _random_metrics(rng, rng.randint(20, 300), mode=config["mode"], non_finite=non_finite)
+        metrics = _random_metrics(
+            rng, rng.randint(20, 300), mode=config["mode"], non_finite=non_finite
+        )
         ours, theirs = _run_both(config, metrics)
         for step, (got, want) in enumerate(zip(ours, theirs), start=1):
             assert got == want, f"case {case} step {step}: {config}"

@@ -52,7 +52,11 @@ def test_functional_core_equals_the_class(variant: str, smooth: bool) -> None:
 
 def test_greedy_update_does_not_mutate_its_input_state() -> None:
     config = GreedyConfig(
-        initial_lrs=(0.1,), min_lrs=(0.0,), max_lrs=(1.0,), smooth=True, window_size=3,
+        initial_lrs=(0.1,),
+        min_lrs=(0.0,),
+        max_lrs=(1.0,),
+        smooth=True,
+        window_size=3,
         patience=0,
     )
     state = initial_state(config)

@@ -47,9 +47,7 @@ def test_cooldown_and_min_lr(variant: str) -> None:
     # patience=1, cooldown=1, a flat loss: step 1 is good (beats +inf); steps 2, 3 bad -> down
     # at step 3; step 4 cooldown; steps 5, 6 bad -> down at 6; step 7 cooldown; steps 8, 9
     # bad -> 0.125 is clamped to min_lr 0.2.
-    lrs = _trajectory(
-        [5.0] * 9, patience=1, cooldown=1, factor=0.5, min_lr=0.2, variant=variant
-    )
+    lrs = _trajectory([5.0] * 9, patience=1, cooldown=1, factor=0.5, min_lr=0.2, variant=variant)
     _check(lrs, [1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2])
 
 
@@ -88,9 +86,7 @@ def test_hf_reset_restores_initial_lr_after_reset_start_decreases_at_min() -> No
     # patience=0, reset_start=2, flat loss: step 1 up (2, reset counter back to 2); steps 2-4
     # down to 1, 0.5, 0.25 = min_lr (counter 1); step 5 stays at min (counter 0): reset to
     # the initial LR 1 and best = +inf; step 6: 5 < inf is good -> up (2).
-    lrs = _trajectory(
-        [5.0] * 6, patience=0, factor=0.5, min_lr=0.25, max_lr=4.0, reset_start=2
-    )
+    lrs = _trajectory([5.0] * 6, patience=0, factor=0.5, min_lr=0.25, max_lr=4.0, reset_start=2)
     _check(lrs, [2, 1, 0.5, 0.25, 1, 2])
 
 
@@ -98,7 +94,9 @@ def test_paper_reset_wipes_best_every_reset_start_steps_and_keeps_the_lr() -> No
     # patience=0, reset_start=2, flat loss: the wipe happens at the end of steps 3, 5, ...
     # step 1 up (2); step 2 down (1); step 3 down (0.5), then best is wiped (LR kept);
     # step 4: 5 < inf is good -> up (1); step 5 down (0.5), wiped; step 6 up (1).
-    lrs = _trajectory([5.0] * 6, patience=0, factor=0.5, min_lr=0.01, reset_start=2, variant="paper")
+    lrs = _trajectory(
+        [5.0] * 6, patience=0, factor=0.5, min_lr=0.01, reset_start=2, variant="paper"
+    )
     _check(lrs, [2, 1, 0.5, 1, 0.5, 1])
 
 
@@ -162,4 +160,3 @@ def test_eps_skips_tiny_changes() -> None:
     # factor 0.99 on LR 1e-6: a change of ~1e-8 is below eps=1e-7 and is not applied.
     lrs = _trajectory([3, 2, 1], lr=1e-6, patience=0, factor=0.99, min_lr=0.0, eps=1e-7)
     assert lrs == [[1e-6]] * 3
-

@@ -31,8 +31,16 @@ _CONFIGS: list[dict[str, Any]] = [
         "threshold_mode": "rel",
         "threshold": 1e-3,
     },
-    {"variant": "paper", "patience": 0, "cooldown": 1, "warmup": 2, "reset_start": 5,
-     "smooth": True, "window_size": 3, "min_lr": 0.001},
+    {
+        "variant": "paper",
+        "patience": 0,
+        "cooldown": 1,
+        "warmup": 2,
+        "reset_start": 5,
+        "smooth": True,
+        "window_size": 3,
+        "min_lr": 0.001,
+    },
     {"mode": "max", "patience": 1, "smooth": True, "window_size": 50, "min_lr": 1e-4},
 ]
 

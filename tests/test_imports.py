@@ -1,0 +1,56 @@
+"""Importing greedylr stays light, and every public name resolves."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+
+PUBLIC_MODULES = ["greedylr", "greedylr.schedulers", "greedylr.searchers", "greedylr.backends"]
+
+
+def test_import_does_not_load_any_engine() -> None:
+    code = (
+        "import sys\n"
+        f"for name in {PUBLIC_MODULES!r}: __import__(name)\n"
+        "engines = {'optuna', 'ray', 'syne_tune'}\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & engines)\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "", f"engines imported by `import greedylr`: {result.stdout}"
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_every_name_in_all_resolves(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert module.__all__ == sorted(module.__all__)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+
+
+def test_console_script_version_and_help() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "greedylr.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert version.stdout.startswith("greedylr ")
+    import greedylr
+
+    assert version.stdout.split()[1] == greedylr.__version__
+    helped = subprocess.run(
+        [sys.executable, "-m", "greedylr.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert "usage: greedylr" in helped.stdout

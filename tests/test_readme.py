@@ -1,0 +1,25 @@
+"""The README's two commands for a fresh machine are exactly what CI runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh_machine_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## On a fresh machine", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)]
+
+
+def test_ci_runs_the_readme_install_and_test_commands() -> None:
+    commands = _fresh_machine_commands()
+    assert len(commands) == 2, commands
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command in ci_lines, f"{command!r} is not a line of .ci/run"
+    assert ci_lines.index(commands[0]) < ci_lines.index(commands[1])
+    assert ci_lines[-1] == commands[1]
