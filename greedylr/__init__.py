@@ -1,8 +1,11 @@
 """greedylr: tune the GreedyLR learning-rate scheduler with Optuna, Ray Tune and Syne Tune.
 
 Importing ``greedylr`` loads torch but none of the engines (optuna, ray, syne_tune): those are
-extras, imported only when a converter or a backend needs them.
+extras, imported only when a converter or a backend needs them. ``greedylr.tune`` is loaded on
+first use.
 """
+
+from typing import Any
 
 from greedylr._version import __version__
 from greedylr.schedulers import GreedyLR
@@ -17,4 +20,13 @@ __all__ = [
     "GreedyLR",
     "IntParam",
     "__version__",
+    "tune",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "tune":
+        from greedylr._tune import tune
+
+        return tune
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

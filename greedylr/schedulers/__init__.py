@@ -7,6 +7,7 @@ from greedylr.schedulers._greedy_functional import greedy_update
 from greedylr.schedulers._greedy_functional import initial_state
 from greedylr.schedulers._optimizers import create_optimizer
 from greedylr.schedulers._optimizers import list_optimizers
+from greedylr.schedulers._optimizers import optimizer_defaults
 from greedylr.schedulers._registry import ScheduleInfo
 from greedylr.schedulers._registry import create_schedule
 from greedylr.schedulers._registry import get_schedule_info
@@ -26,5 +27,6 @@ __all__ = [
     "initial_state",
     "list_optimizers",
     "list_schedules",
+    "optimizer_defaults",
     "step_scheduler",
 ]

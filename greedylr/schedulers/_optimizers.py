@@ -100,7 +100,7 @@ def list_optimizers() -> list[str]:
     return sorted(_OPTIMIZERS)
 
 
-def _defaults(name: str) -> dict[str, Any]:
+def optimizer_defaults(name: str) -> dict[str, Any]:
     """The parameters of optimizer ``name`` (besides ``lr``) with their defaults."""
     factory = _OPTIMIZERS.get(name) if isinstance(name, str) else None
     if factory is None:
@@ -129,7 +129,7 @@ def create_optimizer(name: str, params: Params, *, lr: float, **kwargs: Any) -> 
         ValueError: An unknown name or parameter (the message lists the valid ones), or a
             value out of range, e.g. ``"`momentum` must be in [0, 1), but got momentum=1.5."``
     """
-    defaults = _defaults(name)
+    defaults = optimizer_defaults(name)
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise ValueError(

@@ -1,0 +1,187 @@
+"""An experiment: everything needed to run (or rerun) one tuning job, as plain JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import replace
+from typing import Any
+
+from greedylr.schedulers import get_schedule_info
+from greedylr.searchers import CategoricalParam
+from greedylr.searchers import FloatParam
+from greedylr.searchers import IntParam
+from greedylr.searchers import Param
+from greedylr.searchers import SearchSpace
+from greedylr.searchers import baseline_space
+from greedylr.searchers import greedylr_space
+from greedylr.searchers import space_from_json
+from greedylr.searchers import space_to_json
+from greedylr.searchers import split_space
+from greedylr.tasks import resolve_task
+
+
+BACKENDS = ("optuna", "ray", "syne-tune")
+SEARCHERS = ("tpe", "random", "gp", "cmaes", "qmc")
+EARLY_STOPPING = ("hyperband", "asha", "sha", "median", "none")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One tuning job. Two runs of the same experiment (seed included) sample the same configs.
+
+    Args:
+        task: A built-in task name or ``package.module:function``.
+        function: The trial function's import path.
+        schedule: The LR schedule being tuned (a registry name).
+        space: The search space, as JSON (:func:`greedylr.searchers.space_to_json`).
+        n_trials: How many trials to run (retries of trials whose worker died not counted).
+        max_epochs: The epochs of a trial that is never stopped early.
+        min_epochs: The first epoch at which early stopping may stop a trial.
+        reduction_factor: The multi-fidelity reduction factor (Hyperband, successive halving).
+        searcher: How configs are sampled.
+        early_stopping: How bad trials are stopped: hyperband, asha/sha, median or none.
+        seed: The run seed: samplers derive theirs from it, and trials train with it.
+        backend: The engine.
+        default_lr: The LR of the untuned defaults trial.
+    """
+
+    task: str
+    function: str
+    schedule: str
+    space: str
+    n_trials: int
+    max_epochs: int
+    min_epochs: int = 1
+    reduction_factor: int = 3
+    searcher: str = "tpe"
+    early_stopping: str = "hyperband"
+    seed: int = 0
+    backend: str = "optuna"
+    default_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("searcher", self.searcher, SEARCHERS)
+        _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
+        get_schedule_info(self.schedule)
+        for name in ("n_trials", "max_epochs", "min_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, but got {name}={value!r}.")
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(
+                "`min_epochs <= max_epochs` must hold, but got "
+                f"(min_epochs={self.min_epochs}, max_epochs={self.max_epochs})."
+            )
+        if self.reduction_factor < 2:
+            raise ValueError(f"`reduction_factor` must be >= 2, but got {self.reduction_factor}.")
+        params, constants = split_space(self.search_space)
+        if not params:
+            raise ValueError("The search space has no parameter to tune; it is all constants.")
+        if constants.get("schedule", self.schedule) != self.schedule:
+            raise ValueError(
+                f"The space's `schedule` is {constants['schedule']!r} but the experiment tunes "
+                f"{self.schedule!r}."
+            )
+
+    @classmethod
+    def create(
+        cls,
+        task: str,
+        *,
+        schedule: str = "greedylr",
+        space: SearchSpace | None = None,
+        n_trials: int,
+        max_epochs: int | None = None,
+        **options: Any,
+    ) -> Experiment:
+        """Resolve the task and the default space of ``schedule``; every value is checked."""
+        info = resolve_task(task)
+        if max_epochs is None:
+            if info.default_epochs is None:
+                raise ValueError(f"The task {task!r} has no default epochs; give `max_epochs`.")
+            max_epochs = info.default_epochs
+        if space is None:
+            get_schedule_info(schedule)
+            if schedule == "greedylr":
+                space = greedylr_space()
+            else:
+                space = baseline_space(schedule, horizon=max_epochs)
+        space = {**space, "schedule": schedule, "epochs": max_epochs}
+        space.setdefault("seed", options.get("seed", 0))
+        if info.default_lr is not None:
+            options.setdefault("default_lr", info.default_lr)
+        return cls(
+            task=task,
+            function=info.function,
+            schedule=schedule,
+            space=space_to_json(space),
+            n_trials=n_trials,
+            max_epochs=max_epochs,
+            **options,
+        )
+
+    @property
+    def search_space(self) -> dict[str, Param | Any]:
+        """The search space as parameter objects."""
+        return space_from_json(self.space)
+
+    def to_json(self) -> str:
+        """The experiment as a JSON object."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Experiment:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+    def same_job(self, other: Experiment) -> bool:
+        """Whether ``other`` continues this job (only the trial count may differ)."""
+        return replace(other, n_trials=self.n_trials) == self
+
+    def default_config(self) -> dict[str, Any]:
+        """The schedule's untuned defaults (with the task's LR), clipped into the space.
+
+        Evaluated as the first trial, so tuning never ends worse than not tuning. Dimensions
+        whose default falls outside a categorical's choices are left to the sampler.
+        """
+        params, _ = split_space(self.search_space)
+        defaults = dict(get_schedule_info(self.schedule).defaults)
+        lr = self.default_lr
+        if self.schedule == "greedylr":
+            defaults["window_size"] = 1  # the class default: no smoothing
+            if lr is not None:  # transformers' absolute defaults min_lr=1e-3, max_lr=1.0
+                defaults["min_lr_ratio"] = 1e-3 / lr
+                defaults["max_lr_ratio"] = 1.0 / lr
+        defaults["lr"] = lr
+        config: dict[str, Any] = {}
+        for name, param in params.items():
+            value = _clip(param, defaults.get(name))
+            if value is not None:
+                config[name] = value
+        return config
+
+
+def _clip(param: Param, value: Any) -> Any:
+    if value is None or isinstance(value, bool) and not isinstance(param, CategoricalParam):
+        return None
+    if isinstance(param, CategoricalParam):
+        return value if param.contains(value) else None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    clipped = min(max(value, param.low), param.high)
+    if isinstance(param, IntParam):
+        steps = round((clipped - param.low) / param.step)
+        return param.low + steps * param.step
+    assert isinstance(param, FloatParam)
+    if param.step is not None:
+        return param.low + round((clipped - param.low) / param.step) * param.step
+    return float(clipped)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, but got {name}={value!r}.")

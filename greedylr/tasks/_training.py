@@ -1,0 +1,147 @@
+"""What every built-in task shares: reading a config, building the optimizer and the schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from greedylr.schedulers import ScheduleInfo
+from greedylr.schedulers import create_optimizer
+from greedylr.schedulers import create_schedule
+from greedylr.schedulers import get_schedule_info
+from greedylr.schedulers import optimizer_defaults
+from greedylr.schedulers import step_scheduler
+
+
+_RUN_KEYS = ("schedule", "optimizer", "lr", "epochs", "seed")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A config split into what builds the optimizer, the schedule and the task.
+
+    Config keys: ``schedule`` (a registry name, default ``"greedylr"``), ``optimizer`` (default
+    per task), ``lr``, ``epochs``, ``seed``; then the keys the schedule takes, then the keys the
+    optimizer takes (a key both take, such as ``eps``, goes to the schedule); the rest are the
+    task's own.
+    """
+
+    schedule: str
+    schedule_params: dict[str, Any]
+    optimizer: str
+    optimizer_params: dict[str, Any]
+    lr: float
+    epochs: int
+    seed: int
+    task_params: dict[str, Any]
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        default_epochs: int,
+        default_lr: float,
+        default_optimizer: str = "sgd",
+        default_optimizer_params: Mapping[str, Any] | None = None,
+        task_keys: Iterable[str] = (),
+    ) -> RunSettings:
+        """Split ``config``; unknown keys raise ``ValueError`` naming the valid ones."""
+        schedule = str(config.get("schedule", "greedylr"))
+        info = get_schedule_info(schedule)
+        optimizer = str(config.get("optimizer", default_optimizer))
+        optimizer_keys = set(optimizer_defaults(optimizer))
+        task_keys = set(task_keys)
+        schedule_params: dict[str, Any] = {}
+        optimizer_params: dict[str, Any] = dict(default_optimizer_params or {})
+        optimizer_params = {k: v for k, v in optimizer_params.items() if k in optimizer_keys}
+        task_params: dict[str, Any] = {}
+        for key, value in config.items():
+            if key in _RUN_KEYS:
+                continue
+            if key in info.defaults:
+                schedule_params[key] = value
+            elif key in optimizer_keys:
+                optimizer_params[key] = value
+            elif key in task_keys:
+                task_params[key] = value
+            else:
+                valid = sorted({*_RUN_KEYS, *info.defaults, *optimizer_keys, *task_keys})
+                raise ValueError(f"Unknown config key `{key}`; valid keys are {valid}.")
+        epochs = int(config.get("epochs", default_epochs))
+        if epochs < 1:
+            raise ValueError(f"`epochs` must be >= 1, but got {epochs=}.")
+        return cls(
+            schedule=schedule,
+            schedule_params=schedule_params,
+            optimizer=optimizer,
+            optimizer_params=optimizer_params,
+            lr=float(config.get("lr", default_lr)),
+            epochs=epochs,
+            seed=int(config.get("seed", 0)),
+            task_params=task_params,
+        )
+
+    @property
+    def schedule_info(self) -> ScheduleInfo:
+        """The registry record of the schedule."""
+        return get_schedule_info(self.schedule)
+
+    def build(
+        self, parameters: Iterable[torch.nn.Parameter], *, steps_per_epoch: int
+    ) -> tuple[torch.optim.Optimizer, Any]:
+        """The optimizer and the schedule; a per-batch schedule's horizon counts batches."""
+        optimizer = create_optimizer(
+            self.optimizer, parameters, lr=self.lr, **self.optimizer_params
+        )
+        per_batch = self.schedule_info.step_on == "batch"
+        horizon = self.epochs * (steps_per_epoch if per_batch else 1)
+        scheduler = create_schedule(
+            self.schedule, optimizer, horizon=horizon, **self.schedule_params
+        )
+        return optimizer, scheduler
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The LR of the first param group."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def train_loop(
+    settings: RunSettings,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    reporter: Any,
+    *,
+    run_epoch: Callable[[Callable[[], None]], float],
+    evaluate: Callable[[], dict[str, float]],
+    test: Callable[[], dict[str, float]],
+) -> None:
+    """Train for ``settings.epochs`` epochs, stepping any schedule the same way.
+
+    Each epoch: ``run_epoch(after_batch)`` trains (calling ``after_batch()`` after every
+    optimizer step, which steps a per-batch schedule) and returns the training loss;
+    ``evaluate()`` returns the validation metrics with ``"loss"``; a per-epoch schedule is
+    stepped on that loss; the epoch is reported with the LR it trained with. The last epoch
+    also reports ``test()``'s metrics, prefixed ``test_``: a split tuning never sees.
+    """
+    per_batch = settings.schedule_info.step_on == "batch"
+
+    def after_batch() -> None:
+        if per_batch:
+            step_scheduler(scheduler)
+
+    for epoch in range(1, settings.epochs + 1):
+        lr = current_lr(optimizer)
+        train_loss = run_epoch(after_batch)
+        metrics = evaluate()
+        if not per_batch:
+            step_scheduler(scheduler, metrics["loss"])
+        if epoch == settings.epochs:
+            metrics.update({f"test_{name}": value for name, value in test().items()})
+        reporter.report(epoch=epoch, lr=lr, train_loss=train_loss, **metrics)
