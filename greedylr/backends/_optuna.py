@@ -294,7 +294,7 @@ def retry_dead_local_trials(study: Any, *, pids: set[int] | None = None) -> int:
         if owner.get("host") != host:
             continue
         pid = owner.get("pid")
-        dead = pid in pids if pids is not None else not _alive(pid)
+        dead = pid in pids if pids is not None else not process_alive(pid)
         if dead and retry_trial(study, trial, f"worker {pid} died"):
             count += 1
     return count
@@ -317,8 +317,9 @@ def retry_interrupted_trials(study: Any) -> int:
     return count
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
+def process_alive(pid: Any) -> bool:
+    """Whether process ``pid`` of this machine is running (a zombie is not)."""
+    if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -326,7 +327,11 @@ def _alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def run_worker(
