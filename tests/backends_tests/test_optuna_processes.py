@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -184,10 +185,8 @@ def test_four_workers_on_postgresql_lose_and_duplicate_nothing(tmp_path: Path) -
         assert len(pids) >= 3, f"the joining workers ran no trial: {pids}"
         assert len(json.loads((tmp_path / "run" / "best.json").read_text())["config"]) > 0
     finally:
-        try:
+        with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=storage)
-        except KeyError:
-            pass
 
 
 def test_a_killed_remote_worker_is_failed_by_the_heartbeat_and_retried(tmp_path: Path) -> None:
@@ -230,7 +229,5 @@ def test_a_killed_remote_worker_is_failed_by_the_heartbeat_and_retried(tmp_path:
         assert trials[lost].state == state.FAIL
         assert retries[0].state == state.COMPLETE
     finally:
-        try:
+        with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=storage)
-        except KeyError:
-            pass
