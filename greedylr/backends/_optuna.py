@@ -182,9 +182,12 @@ def create_or_load_study(
         ValueError: The study exists and holds another experiment.
     """
     optuna = optuna_module()
-    study = optuna.create_study(
-        study_name=study_name, storage=storage, direction="minimize", load_if_exists=True
-    )
+    try:  # loading writes nothing: a refused rerun leaves the storage byte for byte
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction="minimize", load_if_exists=True
+        )
     stored = study.user_attrs.get(EXPERIMENT_ATTR)
     if stored is not None:
         previous = Experiment.from_json(stored)

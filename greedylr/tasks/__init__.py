@@ -41,7 +41,7 @@ _TASKS = {
             "greedylr.tasks._nmf:train",
             "stochastic NMF (100x80, rank 5) with projected SGD and noisy gradients",
             40,
-            0.1,
+            0.01,
         ),
         TaskInfo(
             "quadratic",

@@ -6,6 +6,7 @@ A subclass sets ``backend`` and gets every test below run against the real engin
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,9 @@ class BackendContractSuite:
         assert list(first.trials["config.x"]) == list(second.trials["config.x"])
         assert list(first.trials["status"]) == list(second.trials["status"])
         assert list(first.trials["config.x"]) != list(other.trials["config.x"])
+
+    def test_parallel_trials_do_not_oversubscribe_the_cores(self, tmp_path: Path) -> None:
+        result = self.run(
+            "threads", tmp_path, workers=2, n_trials=4, max_epochs=2, early_stopping="none"
+        )
+        assert set(result.history["threads"]) == {max(1, (os.cpu_count() or 1) // 2)}

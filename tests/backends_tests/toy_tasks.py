@@ -40,3 +40,13 @@ def killer(config: dict[str, Any], reporter: Any) -> None:
         if config.get("sleep"):
             time.sleep(config["sleep"])
         reporter.report(epoch=epoch, loss=_loss(config["x"], epoch))
+
+
+def threads(config: dict[str, Any], reporter: Any) -> None:
+    """Reports the torch threads the trial runs with."""
+    import torch
+
+    for epoch in range(1, config["epochs"] + 1):
+        reporter.report(
+            epoch=epoch, loss=_loss(config["x"], epoch), threads=torch.get_num_threads()
+        )

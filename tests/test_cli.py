@@ -1,0 +1,156 @@
+"""The ``greedylr`` command: listing, bad input (one line, exit 2, nothing lost), report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greedylr.cli import main
+
+
+pytest.importorskip("optuna")
+
+TINY = ["--task", "quadratic", "--trials", "3", "--max-epochs", "2", "--workers", "1"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_tasks_lists_the_built_in_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "tasks")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == ["digits-mlp", "nmf", "quadratic"]
+    assert "30 epochs" in out
+
+
+def _space(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "space.json"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tune", "--task", "nope"], "Unknown task 'nope'; built-in tasks are"),
+        (["tune", "--task", "quadratic", "--schedule", "cosinus"], "Unknown schedule 'cosinus'"),
+        (["tune", "--task", "quadratic", "--backend", "keras"], "`backend` must be one of"),
+        (["tune", "--task", "quadratic", "--trials", "0"], "`n_trials` must be an int >= 1"),
+        (["tune", "--task", "quadratic", "--max-epochs", "0"], "`max_epochs` must be an int >= 1"),
+        (
+            ["tune", "--task", "quadratic", "--min-epochs", "5", "--max-epochs", "3"],
+            "`min_epochs <= max_epochs` must hold",
+        ),
+        (["tune", "--task", "quadratic", "--workers", "0"], "`workers` must be an int >= 1"),
+        (["tune", "--task", "quadratic", "--searcher", "bayes"], "`searcher` must be one of"),
+        (["tune", "--task", "quadratic", "--early-stopping", "x"], "`early_stopping` must be"),
+        (["tune", "--task", "nomodule:train"], "has no default epochs; give `max_epochs`"),
+        (
+            ["tune", "--task", "nomodule:train", "--max-epochs", "3"],
+            "Cannot import the trial function 'nomodule:train'",
+        ),
+        (["tune", "--task", "quadratic", "--storage", "nonsense"], "Cannot open storage"),
+        (["report", "/nonexistent/run"], "is not a finished run folder"),
+        (["worker", "--study", "x"], "Give --storage URL"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if argv[0] == "tune" and "--out" not in argv:
+        argv = [*argv, "--out", str(tmp_path / "run")]
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "trials.csv").exists()
+
+
+def test_argparse_errors_are_one_line_too() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "greedylr", "tune", "--task", "quadratic", "--trials", "x"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "greedylr tune: error: argument --trials: invalid int value: 'x'"
+    ]
+
+
+def test_a_space_with_low_above_high_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _space(tmp_path, '{"params": {"lr": {"type": "float", "low": 1, "high": 0.1}}}')
+    code, _, err = _run(capsys, "tune", *TINY, "--space", bad, "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "`low <= high` must hold, but got (low=1, high=0.1)" in err
+    missing = str(tmp_path / "missing.json")
+    code, _, err = _run(capsys, "tune", *TINY, "--space", missing, "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "Cannot read --space" in err
+
+
+def test_a_storage_password_is_never_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql://postgres:s3cret-word@127.0.0.1:1/test"
+    code, out, err = _run(capsys, "tune", *TINY, "--storage", url, "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "Cannot open storage 'postgresql://postgres:***@127.0.0.1:1/test'" in err
+    assert "s3cret" not in out + err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_loses_nothing_already_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "run")
+    code, stdout, _ = _run(capsys, "tune", *TINY, "--out", out, "--no-progress")
+    assert code == 0
+    assert "Best loss" in stdout
+    files = {p.name: p.read_bytes() for p in Path(out).iterdir() if p.is_file()}
+    assert {"trials.csv", "history.csv", "best.json", "experiment.json", "study.log"} <= set(files)
+    code, _, err = _run(capsys, "tune", *TINY, "--schedule", "cosine", "--out", out)
+    assert code == 2
+    assert "holds another experiment" in err
+    code, _, err = _run(capsys, "tune", *TINY[:2], "--trials", "-1", "--out", out)
+    assert code == 2
+    after = {p.name: p.read_bytes() for p in Path(out).iterdir() if p.is_file()}
+    assert after == files
+
+
+def test_the_same_command_continues_to_more_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "run")
+    assert _run(capsys, "tune", *TINY, "--out", out, "--no-progress")[0] == 0
+    more = [*TINY[:2], "--trials", "5", *TINY[4:]]
+    assert _run(capsys, "tune", *more, "--out", out, "--no-progress")[0] == 0
+    trials = (Path(out) / "trials.csv").read_text().splitlines()
+    assert len(trials) == 1 + 5
+    experiment = json.loads((Path(out) / "experiment.json").read_text())
+    assert experiment["experiment"]["n_trials"] == 5
+
+
+def test_report_prints_the_summary_and_writes_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert _run(capsys, "tune", *TINY, "--out", str(out), "--no-progress")[0] == 0
+    code, stdout, _ = _run(capsys, "report", str(out), "--top", "2")
+    assert code == 0
+    assert "quadratic / greedylr: 3 trials" in stdout
+    assert "Early stopping ran" in stdout
+    for name in ("lr_schedules.png", "loss_histories.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG")
+        assert len(data) > 10_000
