@@ -34,7 +34,7 @@ def tune(
     schedule: str = "greedylr",
     space: SearchSpace | None = None,
     backend: str = "optuna",
-    n_trials: int = 100,
+    n_trials: int = 300,
     max_epochs: int | None = None,
     workers: int = 1,
     searcher: str = "tpe",

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--task", required=True, help="a built-in task or package.module:function")
     tune.add_argument("--schedule", default="greedylr", help="the LR schedule to tune")
     tune.add_argument("--backend", default="optuna", help="the engine (default: optuna)")
-    tune.add_argument("--trials", type=int, default=100, help="how many trials (default 100)")
+    tune.add_argument("--trials", type=int, default=300, help="how many trials (default 300)")
     tune.add_argument("--max-epochs", type=int, help="epochs of a full trial (task default)")
     tune.add_argument("--min-epochs", type=int, default=1, help="first epoch a trial may stop")
     tune.add_argument("--reduction-factor", type=int, default=3)

@@ -28,7 +28,7 @@ def test_tasks_lists_the_built_in_tasks(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0
     names = [line.split()[0] for line in out.splitlines()]
     assert names == ["digits-mlp", "nmf", "quadratic"]
-    assert "30 epochs" in out
+    assert "50 epochs" in out
 
 
 def _space(tmp_path: Path, text: str) -> str:

@@ -33,7 +33,7 @@ _TASKS = {
             "digits-mlp",
             "greedylr.tasks._digits:train",
             "MLP 64-128-10 on scikit-learn's digits, SGD+momentum, validation cross-entropy",
-            30,
+            50,
             0.05,
         ),
         TaskInfo(

@@ -1,0 +1,104 @@
+"""greedylr's overhead over a hand-written Optuna script running the same trials.
+
+Both run the same task, sampler (TPE, same seed), pruner (Hyperband), journal storage and
+trial count in this process, one worker, so they sample the same configs and run the same
+epochs; the runs alternate and each side keeps its best of ``--repeats``.
+
+Run: ``python benchmarks/engine_overhead.py [--task digits-mlp] [--trials 60] [--repeats 3]``.
+Prints the wall times and the ratio greedylr / hand-written (target <= 1.05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalStorage
+
+import greedylr
+from greedylr.backends import Experiment
+from greedylr.backends import load_trial_function
+from greedylr.backends._optuna import worker_seed
+from greedylr.searchers import suggest
+
+
+def hand_written(task: str, trials: int, seed: int, folder: Path) -> tuple[float, int]:
+    """What a user would write with Optuna alone (same sampler, pruner and storage)."""
+    experiment = Experiment.create(task, n_trials=trials, seed=seed)
+    train = load_trial_function(experiment.function)
+    space = experiment.search_space
+    start = time.perf_counter()
+    study = optuna.create_study(
+        study_name="run",  # Hyperband assigns brackets by study name: the same as greedylr's
+        storage=JournalStorage(JournalFileBackend(str(folder / "hand.log"))),
+        sampler=optuna.samplers.TPESampler(seed=worker_seed(seed, 0, 1), constant_liar=True),
+        pruner=optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=experiment.max_epochs, reduction_factor=3
+        ),
+    )
+    study.enqueue_trial(experiment.default_config())
+
+    class Reporter:
+        def __init__(self, trial: Any) -> None:
+            self.trial, self.loss = trial, float("nan")
+
+        def report(self, *, epoch: int, loss: float, **metrics: float) -> None:
+            self.loss = loss
+            self.trial.report(loss, step=epoch)
+            if self.trial.should_prune():
+                raise optuna.TrialPruned()
+
+    def objective(trial: Any) -> float:
+        reporter = Reporter(trial)
+        train(suggest(trial, space), reporter)
+        return reporter.loss
+
+    study.optimize(objective, n_trials=trials)
+    epochs = sum(len(t.intermediate_values) for t in study.trials)
+    return time.perf_counter() - start, epochs
+
+
+def through_greedylr(task: str, trials: int, seed: int, folder: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    result = greedylr.tune(
+        task, n_trials=trials, seed=seed, workers=1, out=folder / "run", progress=False
+    )
+    return time.perf_counter() - start, result.epochs_run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="digits-mlp")
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(torch.get_num_threads())  # both sides use the same threads
+    best = {"hand-written Optuna": float("inf"), "greedylr tune": float("inf")}
+    epochs = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        hand_written(args.task, 2, args.seed, Path(scratch))  # warm imports and data caches
+        for repeat in range(args.repeats):
+            for name, run in (
+                ("hand-written Optuna", hand_written),
+                ("greedylr tune", through_greedylr),
+            ):
+                folder = Path(scratch) / f"{name.split()[0]}-{repeat}"
+                folder.mkdir()
+                seconds, epochs[name] = run(args.task, args.trials, args.seed, folder)
+                best[name] = min(best[name], seconds)
+    for name, seconds in best.items():
+        print(f"{name:>20}: {seconds:7.2f} s  ({epochs[name]} epochs)")
+    ratio = best["greedylr tune"] / best["hand-written Optuna"]
+    print(f"greedylr overhead: {ratio:.3f}x the hand-written script (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
