@@ -203,9 +203,10 @@ def _run_worker_processes(
                         "messages above."
                     )
                 processes[index] = start(index + workers * restarts)
-    except BaseException:
-        for process in processes.values():
-            process.send_signal(signal.SIGINT)
+    except BaseException as error:
+        if not isinstance(error, KeyboardInterrupt):  # Ctrl-C already reached the workers
+            for process in processes.values():
+                process.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 10
         for process in processes.values():
             try:

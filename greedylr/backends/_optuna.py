@@ -383,9 +383,12 @@ class _Objective:
         config = suggest(trial, self._space)
         trial.set_user_attr("config", config)
 
+        last_epoch = self._experiment.max_epochs
+
         def forward(epoch: int, loss: float, metrics: dict[str, float]) -> None:
             trial.report(loss, step=epoch)
-            if trial.should_prune():
+            # Stopping after the last epoch saves nothing: the trial completes.
+            if epoch < last_epoch and trial.should_prune():
                 raise TrialStopped(f"pruned at epoch {epoch}")
 
         reporter = ValidatingReporter(forward, max_epochs=self._experiment.max_epochs)

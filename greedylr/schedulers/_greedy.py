@@ -12,6 +12,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from greedylr.schedulers._greedy_functional import COUNTER_FIELDS
 from greedylr.schedulers._greedy_functional import GreedyConfig
 from greedylr.schedulers._greedy_functional import GreedyState
 from greedylr.schedulers._greedy_functional import Mode
@@ -36,14 +37,7 @@ _CONFIG_KEYS = (
     "reset_start",
     "variant",
 )
-_COUNTER_KEYS = (
-    "best",
-    "num_good_steps",
-    "num_bad_steps",
-    "cooldown_counter",
-    "warmup_counter",
-    "reset_counter",
-)
+_COUNTER_KEYS = COUNTER_FIELDS  # best, the step counts, the cooldown/warmup/reset counters
 
 
 class GreedyLR(LRScheduler):

@@ -126,18 +126,15 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
 
 
 _NONE, _INCREASE, _DECREASE = 0, 1, -1
-_STATE_FIELDS = (
-    "lrs",
+COUNTER_FIELDS = (
     "best",
     "num_good_steps",
     "num_bad_steps",
     "cooldown_counter",
     "warmup_counter",
     "reset_counter",
-    "window_log",
-    "window_end",
-    "window_sum",
 )
+_STATE_FIELDS = ("lrs", *COUNTER_FIELDS, "window_log", "window_end", "window_sum")
 
 
 class GreedyState:
