@@ -89,7 +89,7 @@ class Progress:
             done = int(text.split("] ", 1)[1].split("/", 1)[0])
             last_done, last_time = self._last_printed
             now = time.monotonic()
-            if not final and (done == last_done or now - last_time < 5.0):
+            if done == last_done or (not final and now - last_time < 5.0):
                 return
             self._last_printed = (done, now)
             self._stream.write(text + "\n")
