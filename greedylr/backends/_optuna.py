@@ -17,7 +17,6 @@ import socket
 import time
 import traceback
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -342,7 +341,6 @@ def run_worker(
     *,
     worker_index: int = 0,
     poll_seconds: float = 0.5,
-    should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run trials of ``study`` until it holds its ``n_trials`` done trials."""
     optuna = optuna_module()
@@ -354,13 +352,16 @@ def run_worker(
     study.sampler = make_sampler(experiment, worker_seed(experiment.seed, worker_index, before))
     study.pruner = make_pruner(experiment)
     objective = _Objective(train, space, experiment)
-    while not should_stop():
+    while True:
         trials = study.get_trials(deepcopy=False)
         now = census(trials)
         if now.done >= experiment.n_trials:
             return
         if now.originals >= experiment.n_trials and now.waiting == 0:
-            time.sleep(poll_seconds)  # others are finishing; a lost one may still be retried
+            # Others are finishing. A trial whose worker dies now is retried: this machine's
+            # by their pid, other machines' by the RDB heartbeat.
+            time.sleep(poll_seconds)
+            retry_dead_local_trials(study)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
