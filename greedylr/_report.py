@@ -39,10 +39,9 @@ def summary(result: TuneResult, *, top: int = 10) -> str:
 
 def early_stopping_line(result: TuneResult) -> str:
     """How many epochs early stopping saved against running every trial to the end."""
-    run, full = result.epochs_run, result.epochs_without_early_stopping
+    run, full, saved = result.epochs_run, result.epochs_without_early_stopping, result.epochs_saved
     if not full:
         return "No epoch was run."
-    saved = full - run
     return (
         f"Early stopping ran {run} of {full} epochs: it saved {saved} epochs "
         f"({100 * saved / full:.0f} %)."

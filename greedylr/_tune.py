@@ -25,6 +25,12 @@ from greedylr.searchers import SearchSpace
 
 
 STORAGE_ENV = "GREEDYLR_STORAGE"
+
+
+class WorkerError(RuntimeError):
+    """Worker processes keep dying; the study so far is kept."""
+
+
 _RESTARTS_PER_WORKER = 3
 
 
@@ -107,14 +113,21 @@ def tune(
 
     url = storage or str(out / "study.log")
     optuna_storage = _optuna.open_storage(url, heartbeat=heartbeat)
-    optuna_study, resumed = _optuna.create_or_load_study(optuna_storage, study_name, experiment)
+    optuna_study, resumed = _optuna.create_or_load_study(
+        optuna_storage, study_name, experiment, heartbeat=heartbeat
+    )
+    heartbeat = _optuna.study_heartbeat(optuna_study)
+    if resumed and not _optuna.is_journal(url):  # every worker beats at the study's interval
+        optuna_study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
     write_experiment(
         out,
         experiment,
         {"storage": _optuna.hide_password(url), "study": study_name, "workers": workers},
     )
     if resumed:
-        _optuna.retry_dead_local_trials(optuna_study)
+        # A local journal study has no worker left when its tuner starts again: a trial
+        # that never recorded its worker was lost too.
+        _optuna.retry_dead_local_trials(optuna_study, ownerless=_optuna.is_journal(url))
         _optuna.retry_interrupted_trials(optuna_study)
     monitor = Progress(experiment, lambda: optuna_study.get_trials(deepcopy=False), progress)
     try:
@@ -172,7 +185,9 @@ def _run_worker_processes(
 
     experiment = _optuna.load_experiment(study)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {**os.environ, STORAGE_ENV: url}
+    # Workers see what this process imports from (a task next to the user's script, say).
+    paths = [os.path.abspath(path) if path else os.getcwd() for path in sys.path]
+    env = {**os.environ, STORAGE_ENV: url, "PYTHONPATH": os.pathsep.join(paths)}
 
     def start(index: int) -> subprocess.Popen[bytes]:
         command = worker_command(
@@ -181,7 +196,8 @@ def _run_worker_processes(
         return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
 
     processes = {index: start(index) for index in range(workers)}
-    restarts = 0
+    started = workers
+    empty_deaths = 0  # workers that died without a trial: a broken setup, not a bad config
     try:
         while processes:
             time.sleep(0.2)
@@ -192,17 +208,17 @@ def _run_worker_processes(
                 del processes[index]
                 if code == 0:
                     continue
-                _optuna.retry_dead_local_trials(study, pids={process.pid})
-                done = _optuna.census(study.get_trials(deepcopy=False)).done
-                if done >= experiment.n_trials:
-                    continue
-                restarts += 1
-                if restarts > _RESTARTS_PER_WORKER * workers:
-                    raise RuntimeError(
-                        f"Worker processes keep dying (last exit code {code}); see their "
-                        "messages above."
-                    )
-                processes[index] = start(index + workers * restarts)
+                # A trial that killed its worker is retried (at most MAX_RETRIES times).
+                if not _optuna.retry_dead_local_trials(study, pids={process.pid}):
+                    empty_deaths += 1
+                    if empty_deaths > _RESTARTS_PER_WORKER * workers:
+                        raise WorkerError(
+                            f"Worker processes keep dying before running a trial (last exit "
+                            f"code {code}); see their messages above."
+                        )
+                if _optuna.census(study.get_trials(deepcopy=False)).done < experiment.n_trials:
+                    processes[index] = start(started)
+                    started += 1
     except BaseException as error:
         if not isinstance(error, KeyboardInterrupt):  # Ctrl-C already reached the workers
             for process in processes.values():
@@ -234,15 +250,10 @@ def join_study(
     """Work on an existing study until it is done (``greedylr worker``)."""
     from greedylr.backends import _optuna
 
-    optuna = _optuna.optuna_module()
-    storage = _optuna.open_storage(url, heartbeat=heartbeat)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise ValueError(
-            f"No study {study_name!r} in {_optuna.hide_password(url)!r}; create it with "
-            "`greedylr tune --storage URL --study NAME` first."
-        ) from None
+    study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
+    stored = _optuna.study_heartbeat(study)
+    if stored != heartbeat and not _optuna.is_journal(url):
+        study = _optuna.load_study(url, study_name, heartbeat=stored)
     with _torch_threads(threads or os.cpu_count() or 1):
         index = remote_worker_index() if worker_index is None else worker_index
         _optuna.run_worker(study, worker_index=index)

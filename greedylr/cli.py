@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(error).split())
         print(f"greedylr {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # e.g. worker processes that keep dying
+        message = " ".join(str(error).split())
+        print(f"greedylr {args.command}: failed: {message}", file=sys.stderr)
+        return 1
 
 
 def _tasks() -> int:
@@ -159,6 +163,8 @@ def _worker(args: argparse.Namespace) -> int:
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UsageError(f"Give --storage URL (or set ${STORAGE_ENV}).")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"`--threads` must be >= 1, but got {args.threads}.")
     join_study(
         url,
         args.study,

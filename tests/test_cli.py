@@ -60,6 +60,10 @@ def _space(tmp_path: Path, text: str) -> str:
         (["tune", "--task", "quadratic", "--storage", "nonsense"], "Cannot open storage"),
         (["report", "/nonexistent/run"], "is not a finished run folder"),
         (["worker", "--study", "x"], "Give --storage URL"),
+        (
+            ["worker", "--study", "x", "--storage", "sqlite:///x.db", "--threads", "0"],
+            "`--threads` must be >= 1, but got 0.",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

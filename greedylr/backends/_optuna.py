@@ -38,6 +38,9 @@ from greedylr.searchers import to_optuna
 
 
 EXPERIMENT_ATTR = "greedylr_experiment"
+HEARTBEAT_ATTR = "greedylr_heartbeat"
+DEFAULT_HEARTBEAT = 10
+MAX_RETRIES = 2  # a config whose worker dies three times is not run again
 _JOURNAL_SUFFIXES = (".log", ".journal")
 
 
@@ -56,21 +59,54 @@ def optuna_module() -> Any:
     return optuna
 
 
+_SECRET_KEYS = ("password", "passfile", "sslpassword")
+
+
+def secrets_of(url: str) -> list[str]:
+    """The secrets in a storage URL: the password of its netloc and of its query string."""
+    if "://" not in url:
+        return []
+    rest = url.split("://", 1)[1]
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    found = []
+    if "@" in netloc:
+        credentials = netloc.rsplit("@", 1)[0]
+        if ":" in credentials:
+            found.append(credentials.split(":", 1)[1])
+    query = url.split("?", 1)[1] if "?" in url else ""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() in _SECRET_KEYS and value:
+            found.append(value)
+    return [secret for secret in found if secret]
+
+
 def hide_password(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
+    """``url`` with every password (netloc or query string) replaced by ``***``."""
     if "://" not in url:
         return url
-    try:
-        from sqlalchemy.engine import make_url
+    scheme, rest = url.split("://", 1)
+    path_start = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:path_start], rest[path_start:]
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
+    if "?" in tail:
+        path, query = tail.split("?", 1)
+        pairs = []
+        for pair in query.split("&"):
+            key, equals, value = pair.partition("=")
+            pairs.append(f"{key}=***" if key.lower() in _SECRET_KEYS and value else pair)
+        tail = f"{path}?{'&'.join(pairs)}"
+    return f"{scheme}://{netloc}{tail}"
 
-        return str(make_url(url).render_as_string(hide_password=True))
-    except Exception:  # not an SQLAlchemy URL: hide anything between ':' and '@'
-        scheme, _, rest = url.partition("://")
-        credentials, at, host = rest.rpartition("@")
-        if not at:
-            return url
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
+
+def mask_secrets(text: str, url: str) -> str:
+    """``text`` with the secrets of ``url`` replaced by ``***``."""
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def is_journal(url: str) -> bool:
@@ -99,7 +135,7 @@ def open_storage(url: str, *, heartbeat: int | None = None) -> Any:
                 f"Cannot open storage {shown!r}: give an Optuna URL (sqlite:///file.db, "
                 "postgresql://user@host/db, ...) or a journal file ending in .log."
             )
-        interval = heartbeat or 10
+        interval = heartbeat or DEFAULT_HEARTBEAT
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
@@ -112,19 +148,8 @@ def open_storage(url: str, *, heartbeat: int | None = None) -> Any:
         raise
     except Exception as error:  # SQLAlchemy and driver errors of every kind
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        password = _password(url)
-        if password:
-            message = message.replace(password, "***")
+        message = mask_secrets(message, url)
         raise StorageError(f"Cannot open storage {shown!r}: {message}") from None
-
-
-def _password(url: str) -> str | None:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).password
-    except Exception:
-        return None
 
 
 def make_sampler(experiment: Experiment, seed: int) -> Any:
@@ -159,7 +184,7 @@ def make_pruner(experiment: Experiment) -> Any:
             min_resource=experiment.min_epochs, reduction_factor=experiment.reduction_factor
         )
     if kind == "median":
-        return pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=experiment.min_epochs - 1)
+        return pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=experiment.min_epochs)
     return pruners.NopPruner()
 
 
@@ -170,9 +195,13 @@ def worker_seed(run_seed: int, worker_index: int, trials_before: int) -> int:
 
 
 def create_or_load_study(
-    storage: Any, study_name: str, experiment: Experiment
+    storage: Any, study_name: str, experiment: Experiment, *, heartbeat: int | None = None
 ) -> tuple[Any, bool]:
     """Create the study (and enqueue the untuned defaults), or load it to continue.
+
+    Only the process that creates the study enqueues the defaults, so two tuners starting the
+    same shared study at once run them once. ``heartbeat`` is stored with the study: every
+    worker of an RDB study then uses the same interval.
 
     Returns:
         The study and whether it already existed.
@@ -184,30 +213,59 @@ def create_or_load_study(
     try:  # loading writes nothing: a refused rerun leaves the storage byte for byte
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        study = optuna.create_study(
-            study_name=study_name, storage=storage, direction="minimize", load_if_exists=True
-        )
-    stored = study.user_attrs.get(EXPERIMENT_ATTR)
-    if stored is not None:
-        previous = Experiment.from_json(stored)
-        if not previous.same_job(experiment):
-            raise ValueError(
-                f"The study {study_name!r} holds another experiment ({previous.task}, "
-                f"{previous.schedule}, ...); use another --study or --out to start a new one."
+        try:
+            study = optuna.create_study(
+                study_name=study_name, storage=storage, direction="minimize"
             )
-        if previous.n_trials != experiment.n_trials:
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        else:
+            study.set_user_attr(HEARTBEAT_ATTR, heartbeat or DEFAULT_HEARTBEAT)
             study.set_user_attr(EXPERIMENT_ATTR, experiment.to_json())
-        return study, True
-    study.set_user_attr(EXPERIMENT_ATTR, experiment.to_json())
-    defaults = experiment.default_config()
-    if defaults:
-        study.enqueue_trial(defaults, user_attrs={"defaults": True})
-    return study, False
+            defaults = experiment.default_config()
+            if defaults:
+                study.enqueue_trial(defaults, user_attrs={"defaults": True})
+            return study, False
+    previous = load_experiment(study, wait=10.0)
+    if not previous.same_job(experiment):
+        raise ValueError(
+            f"The study {study_name!r} holds another experiment ({previous.task}, "
+            f"{previous.schedule}, ...); use another --study or --out to start a new one."
+        )
+    if previous.n_trials != experiment.n_trials:
+        study.set_user_attr(EXPERIMENT_ATTR, experiment.to_json())
+    return study, True
 
 
-def load_experiment(study: Any) -> Experiment:
-    """The experiment a study was created for."""
+def load_study(url: str, study_name: str, *, heartbeat: int | None = None) -> Any:
+    """Open ``url`` and load the study ``study_name`` from it.
+
+    Raises:
+        ValueError: There is no such study (or the storage cannot be opened).
+    """
+    optuna = optuna_module()
+    storage = open_storage(url, heartbeat=heartbeat)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise ValueError(
+            f"No study {study_name!r} in {hide_password(url)!r}; create it with "
+            "`greedylr tune --storage URL --study NAME` first."
+        ) from None
+
+
+def study_heartbeat(study: Any) -> int:
+    """The heartbeat interval every worker of this study uses (stored at creation)."""
+    return int(study.user_attrs.get(HEARTBEAT_ATTR, DEFAULT_HEARTBEAT))
+
+
+def load_experiment(study: Any, *, wait: float = 0.0) -> Experiment:
+    """The experiment a study was created for (waiting up to ``wait`` s for its creator)."""
+    deadline = time.monotonic() + wait
     stored = study.user_attrs.get(EXPERIMENT_ATTR)
+    while stored is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        stored = study.user_attrs.get(EXPERIMENT_ATTR)
     if stored is None:
         raise ValueError(f"The study {study.study_name!r} was not created by greedylr.")
     return Experiment.from_json(stored)
@@ -257,25 +315,79 @@ def census(trials: list[Any]) -> Census:
     return Census(done=done, best_loss=best, originals=originals, **counts)
 
 
+def worker_identity() -> dict[str, Any]:
+    """Who runs a trial: this machine (host, boot, pid namespace), pid and process start."""
+    return {"host": _machine(), "pid": os.getpid(), "started": _start_time(os.getpid())}
+
+
+def _machine() -> str:
+    """This host, its boot and its pid namespace: containers sharing a hostname differ."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the worker process that owns a trial of this machine still runs it.
+
+    The caller runs no trial itself, so a trial owned by its own pid (from before a restart)
+    is dead; a pid reused by another process is told apart by its start time.
+    """
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid() or not process_alive(pid):
+        return False
+    started = owner.get("started")
+    return started is None or _start_time(pid) in (None, started)
+
+
 def retry_trial(study: Any, trial: Any, reason: str) -> bool:
     """Fail a RUNNING trial whose worker is gone and enqueue its config again.
+
+    A config is run again at most ``MAX_RETRIES`` times (a trial that kills its worker every
+    time must not stop the study).
 
     Returns:
         Whether this call did it (another process may have been first).
     """
     optuna = optuna_module()
+    retry = _retry_depth(study, trial) < MAX_RETRIES
+    if not retry:
+        reason = f"{reason}; not run again: its worker died {MAX_RETRIES + 1} times"
     try:
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", reason)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     except (RuntimeError, ValueError):
         return False
-    _enqueue_retry(study, trial)
+    if retry:
+        _enqueue_retry(study, trial)
     return True
+
+
+def _retry_depth(study: Any, trial: Any) -> int:
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    depth = 0
+    while "retry_of" in trial.user_attrs and trial.user_attrs["retry_of"] in by_number:
+        trial = by_number[trial.user_attrs["retry_of"]]
+        depth += 1
+    return depth
 
 
 def _retry_lost_trial(study: Any, trial: Any) -> None:
     """Optuna's callback for a trial failed by the heartbeat: run its config again."""
-    _enqueue_retry(study, trial)
+    if _retry_depth(study, trial) < MAX_RETRIES:
+        _enqueue_retry(study, trial)
 
 
 def _enqueue_retry(study: Any, trial: Any) -> None:
@@ -283,20 +395,29 @@ def _enqueue_retry(study: Any, trial: Any) -> None:
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
-def retry_dead_local_trials(study: Any, *, pids: set[int] | None = None) -> int:
+def retry_dead_local_trials(
+    study: Any, *, pids: set[int] | None = None, ownerless: bool = False
+) -> int:
     """Retry the RUNNING trials of this machine whose worker process is gone.
 
     Args:
-        pids: Only trials of these (dead) worker pids; ``None``: every pid no longer alive.
+        pids: Only trials of these (dead) worker pids; ``None``: every owner no longer alive.
+        ownerless: Also retry RUNNING trials that never recorded an owner (a worker killed
+            right after asking). Only safe when no worker of this study can be running: on a
+            resume of a local (journal) study.
     """
     optuna = optuna_module()
-    host, count = socket.gethostname(), 0
+    machine, count = _machine(), 0
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        owner = trial.user_attrs.get("worker") or {}
-        if owner.get("host") != host:
+        owner = trial.user_attrs.get("worker")
+        if owner is None:
+            if ownerless and retry_trial(study, trial, "its worker died before it started"):
+                count += 1
+            continue
+        if owner.get("host") != machine:
             continue
         pid = owner.get("pid")
-        dead = pid in pids if pids is not None else not process_alive(pid)
+        dead = pid in pids if pids is not None else not owner_alive(owner)
         if dead and retry_trial(study, trial, f"worker {pid} died"):
             count += 1
     return count
@@ -366,7 +487,13 @@ def run_worker(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
             continue
-        study.optimize(objective, n_trials=1, catch=(_TrialFailed,), gc_after_trial=False)
+        try:
+            study.optimize(objective, n_trials=1, catch=(_TrialFailed,), gc_after_trial=False)
+        except ValueError as error:
+            # Another process failed this trial (its heartbeat looked stale) and may have
+            # retried it: Optuna cannot tell it again. The study goes on.
+            if not str(error).startswith("Cannot tell a "):
+                raise
 
 
 class _Objective:
@@ -376,14 +503,20 @@ class _Objective:
         self._experiment = experiment
 
     def __call__(self, trial: Any) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # wherever it lands, the trial is marked for a retry
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+
+    def _run(self, trial: Any) -> float:
         optuna = optuna_module()
+        trial.set_user_attr("worker", worker_identity())
         if "retry_of" not in trial.user_attrs and self._is_surplus(trial):
             trial.set_user_attr("surplus", True)
             raise _TrialFailed("surplus")
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         config = suggest(trial, self._space)
         trial.set_user_attr("config", config)
-
         last_epoch = self._experiment.max_epochs
 
         def forward(epoch: int, loss: float, metrics: dict[str, float]) -> None:
@@ -392,7 +525,7 @@ class _Objective:
             if epoch < last_epoch and trial.should_prune():
                 raise TrialStopped(f"pruned at epoch {epoch}")
 
-        reporter = ValidatingReporter(forward, max_epochs=self._experiment.max_epochs)
+        reporter = ValidatingReporter(forward, max_epochs=last_epoch)
         try:
             self._train(config, reporter)
         except TrialStopped as stop:
@@ -402,8 +535,9 @@ class _Objective:
             self._fail(trial, reporter, str(diverged))
         except KeyboardInterrupt:
             trial.set_user_attr("history", reporter.history)
-            trial.set_user_attr("fail_reason", "interrupted")
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise  # another process failed this trial: abandon it (see run_worker)
         except Exception as error:  # the user's code failed: the study goes on
             trial.set_user_attr("traceback", traceback.format_exc(limit=-8))
             self._fail(trial, reporter, f"{type(error).__name__}: {error}")
@@ -450,14 +584,18 @@ def trial_results(study: Any) -> list[TrialResult]:
         if trial.state == state.COMPLETE:
             status, reason = "completed", ""
         elif trial.state == state.PRUNED:
-            status, reason = "pruned", f"stopped early at epoch {len(history)}"
+            last = int(history[-1]["epoch"]) if history else 0
+            status, reason = "pruned", f"stopped early at epoch {last}"
         elif trial.state == state.FAIL:
             status, reason = "failed", attrs.get("fail_reason", "worker lost (heartbeat)")
-        else:
+        elif trial.state == state.RUNNING:
             status, reason = "running", ""
+        else:
+            status, reason = "waiting", "not started when the run stopped"
         if trial.number in retries:
             reason = f"{reason}; retried as trial {retries[trial.number]}"
-        config = attrs.get("config") or {**constants, **trial.params}
+        params = trial.params or trial.system_attrs.get("fixed_params", {})
+        config = attrs.get("config") or {**constants, **params}
         seconds = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start

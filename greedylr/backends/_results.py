@@ -22,7 +22,7 @@ import pandas as pd
 from greedylr.backends._experiment import Experiment
 
 
-Status = Literal["completed", "pruned", "failed", "running"]
+Status = Literal["completed", "pruned", "failed", "running", "waiting"]
 TRIAL_COLUMNS = ["trial", "status", "reason", "epochs", "final_loss", "best_loss", "seconds"]
 HISTORY_COLUMNS = ["trial", "epoch", "loss", "lr", "seconds"]
 
@@ -33,7 +33,8 @@ class TrialResult:
 
     Args:
         trial: The trial's id (0, 1, ...).
-        status: completed, pruned (stopped early), failed, or running.
+        status: completed, pruned (stopped early), failed, running, or waiting (a retry not
+            started when the run stopped).
         reason: Why it was pruned or failed (empty when completed).
         config: The full config the trial function received.
         history: One dict per reported epoch: ``epoch``, ``loss``, ``seconds`` and the rest.
@@ -92,9 +93,17 @@ class TuneResult:
         return int(self.trials["epochs"].sum()) if len(self.trials) else 0
 
     @property
+    def epochs_saved(self) -> int:
+        """Epochs early stopping saved: what the stopped trials did not run."""
+        if not len(self.trials):
+            return 0
+        pruned = self.trials[self.trials["status"] == "pruned"]
+        return int((self.experiment.max_epochs - pruned["epochs"]).sum())
+
+    @property
     def epochs_without_early_stopping(self) -> int:
         """Epochs the same trials would have run had none been stopped early."""
-        return len(self.trials) * self.experiment.max_epochs
+        return self.epochs_run + self.epochs_saved
 
 
 def build_result(experiment: Experiment, records: Sequence[TrialResult], out: Path) -> TuneResult:

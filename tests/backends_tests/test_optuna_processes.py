@@ -231,3 +231,33 @@ def test_a_killed_remote_worker_is_failed_by_the_heartbeat_and_retried(tmp_path:
     finally:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_every_worker_uses_the_heartbeat_the_study_was_created_with(tmp_path: Path) -> None:
+    if not _postgres_available():
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES}; .ci/run starts it")
+    name = f"greedylr-test-{uuid.uuid4().hex[:8]}"
+    storage = optuna.storages.RDBStorage(POSTGRES)
+    command = _tune_command(
+        tmp_path, "--workers", "1", "--out", str(tmp_path / "run"), "--early-stopping", "none",
+        "--storage", POSTGRES, "--study", name, "--heartbeat", "20",
+        trials=3, sleep=1.2,
+    )  # fmt: skip
+    try:
+        tuner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _wait_for(lambda: _load(storage, name) is not None, 120, "the study")
+        # A joiner asking for a 2 s heartbeat would call the tuner's 7 s trials stale after 6 s.
+        joiner = subprocess.Popen(
+            [sys.executable, "-m", "greedylr", "worker", "--storage", POSTGRES,
+             "--study", name, "--threads", "1", "--heartbeat", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for process in (tuner, joiner):
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr.decode()
+        trials = _load(storage, name).get_trials()
+        _check_study(trials, 3)
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=storage)

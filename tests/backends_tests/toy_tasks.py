@@ -50,3 +50,11 @@ def threads(config: dict[str, Any], reporter: Any) -> None:
         reporter.report(
             epoch=epoch, loss=_loss(config["x"], epoch), threads=torch.get_num_threads()
         )
+
+
+def selfkill(config: dict[str, Any], reporter: Any) -> None:
+    """Like ``smooth``, but every trial with x > 0.5 SIGKILLs its worker at epoch 2."""
+    for epoch in range(1, config["epochs"] + 1):
+        if config["x"] > 0.5 and epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        reporter.report(epoch=epoch, loss=_loss(config["x"], epoch))
