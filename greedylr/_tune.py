@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,6 @@ def tune(
             with ``low > high``, a storage that cannot be opened, ...).
     """
     task_name = task if isinstance(task, str) else function_path(task)
-    if backend != "optuna":
-        raise ValueError(f"`backend` must be one of ['optuna'], but got {backend=}.")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be an int >= 1, but got {workers=}.")
     experiment = Experiment.create(
@@ -145,21 +145,17 @@ def tune(
     return result
 
 
-class _torch_threads:  # noqa: N801 - used as a context manager
-    def __init__(self, threads: int) -> None:
-        self._threads = threads
-        self._before = 0
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` torch threads, then restore the previous count."""
+    import torch
 
-    def __enter__(self) -> None:
-        import torch
-
-        self._before = torch.get_num_threads()
-        torch.set_num_threads(self._threads)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self._before)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def worker_command(

@@ -23,7 +23,7 @@ from greedylr.searchers import split_space
 from greedylr.tasks import resolve_task
 
 
-BACKENDS = ("optuna", "ray", "syne-tune")
+BACKENDS = ("optuna",)  # Ray Tune and Syne Tune backends come next
 SEARCHERS = ("tpe", "random", "gp", "cmaes", "qmc")
 EARLY_STOPPING = ("hyperband", "asha", "sha", "median", "none")
 
