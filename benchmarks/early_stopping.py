@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", default=[info.name for info in list_tasks()])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--min-epochs", type=int, default=1, help="Hyperband's first rung")
     args = parser.parse_args(argv)
     print(
         f"{'task':<11} {'seed':>4} {'epochs hb':>9} {'epochs none':>11} {'ratio':>6} "
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                         task,
                         n_trials=args.trials,
                         early_stopping=stopping,
+                        min_epochs=args.min_epochs,
                         seed=seed,
                         workers=args.workers,
                         out=Path(scratch) / f"{task}-{seed}-{stopping}",

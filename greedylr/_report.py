@@ -98,6 +98,11 @@ def write_figures(result: TuneResult, *, top: int = 5, folder: Path | None = Non
             for _, rows in everyone:
                 if rows["trial"].iloc[0] not in chosen:
                     axes.plot(rows["epoch"], rows["loss"], color="0.85", linewidth=0.7, zorder=0)
+        if column == "loss":  # frame the best trials; diverging ones would squash them
+            focus = history[history["trial"].isin(chosen)]["loss"]
+            focus = focus[focus.map(math.isfinite)]
+            if len(focus):
+                axes.set_ylim(focus.min() * 0.9, focus.max() * 1.5)
         axes.set_xlabel("epoch")
         axes.set_ylabel("learning rate" if column == "lr" else "validation loss")
         if log and _positive(history, column):

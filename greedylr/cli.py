@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("greedylr: interrupted; run the same command again to continue.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `greedylr report RUN | head`: the reader left; so do we
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ValueError, ImportError) as error:
         message = " ".join(str(error).split())
         print(f"greedylr {args.command}: error: {message}", file=sys.stderr)
