@@ -110,6 +110,7 @@ def tune(
     out = Path(out) if out is not None else Path("runs") / f"{name}-{schedule}-seed{seed}"
     study_name = study or out.resolve().name
     from greedylr.backends import _optuna
+    from greedylr.backends import _optuna_worker
 
     url = storage or str(out / "study.log")
     optuna_storage = _optuna.open_storage(url, heartbeat=heartbeat)
@@ -127,14 +128,14 @@ def tune(
     if resumed:
         # A local journal study has no worker left when its tuner starts again: a trial
         # that never recorded its worker was lost too.
-        _optuna.retry_dead_local_trials(optuna_study, ownerless=_optuna.is_journal(url))
-        _optuna.retry_interrupted_trials(optuna_study)
+        _optuna_worker.retry_dead_local_trials(optuna_study, ownerless=_optuna.is_journal(url))
+        _optuna_worker.retry_interrupted_trials(optuna_study)
     monitor = Progress(experiment, lambda: optuna_study.get_trials(deepcopy=False), progress)
     try:
         with monitor:
             if workers == 1:
                 with _torch_threads(os.cpu_count() or 1):
-                    _optuna.run_worker(optuna_study)
+                    _optuna_worker.run_worker(optuna_study)
             else:
                 _run_worker_processes(
                     optuna_study, url, study_name, workers=workers, heartbeat=heartbeat
@@ -178,6 +179,7 @@ def _run_worker_processes(
     study: Any, url: str, study_name: str, *, workers: int, heartbeat: int | None
 ) -> None:
     from greedylr.backends import _optuna
+    from greedylr.backends import _optuna_worker
 
     experiment = _optuna.load_experiment(study)
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -205,7 +207,7 @@ def _run_worker_processes(
                 if code == 0:
                     continue
                 # A trial that killed its worker is retried (at most MAX_RETRIES times).
-                if not _optuna.retry_dead_local_trials(study, pids={process.pid}):
+                if not _optuna_worker.retry_dead_local_trials(study, pids={process.pid}):
                     empty_deaths += 1
                     if empty_deaths > _RESTARTS_PER_WORKER * workers:
                         raise WorkerError(
@@ -226,7 +228,7 @@ def _run_worker_processes(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        _optuna.retry_dead_local_trials(study, pids={p.pid for p in processes.values()})
+        _optuna_worker.retry_dead_local_trials(study, pids={p.pid for p in processes.values()})
         raise
 
 
@@ -245,6 +247,7 @@ def join_study(
 ) -> None:
     """Work on an existing study until it is done (``greedylr worker``)."""
     from greedylr.backends import _optuna
+    from greedylr.backends import _optuna_worker
 
     study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
     stored = _optuna.study_heartbeat(study)
@@ -252,4 +255,4 @@ def join_study(
         study = _optuna.load_study(url, study_name, heartbeat=stored)
     with _torch_threads(threads or os.cpu_count() or 1):
         index = remote_worker_index() if worker_index is None else worker_index
-        _optuna.run_worker(study, worker_index=index)
+        _optuna_worker.run_worker(study, worker_index=index)

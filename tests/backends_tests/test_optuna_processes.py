@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from greedylr.backends._optuna import process_alive
+from greedylr.backends._optuna_worker import process_alive
 from greedylr.searchers import FloatParam
 from greedylr.searchers import space_to_json
 from tests.backends_tests.contract_suite import TOY

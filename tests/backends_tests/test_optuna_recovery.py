@@ -14,6 +14,7 @@ import greedylr
 from greedylr.backends import Experiment
 from greedylr.backends import TuneResult
 from greedylr.backends import _optuna
+from greedylr.backends import _optuna_worker
 from greedylr.backends._optuna import hide_password
 from greedylr.backends._optuna import mask_secrets
 from tests.backends_tests.contract_suite import SPACE
@@ -57,7 +58,7 @@ def test_passwords_are_hidden_wherever_they_sit(url: str, shown: str, secrets: l
 def test_a_trial_interrupted_while_sampling_is_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_suggest = _optuna.suggest
+    real_suggest = _optuna_worker.suggest
     calls = {"n": 0}
 
     def interrupting_suggest(trial: object, space: object) -> object:
@@ -66,10 +67,10 @@ def test_a_trial_interrupted_while_sampling_is_run_again(
             raise KeyboardInterrupt
         return real_suggest(trial, space)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_optuna, "suggest", interrupting_suggest)  # a Ctrl-C at that moment
+    monkeypatch.setattr(_optuna_worker, "suggest", interrupting_suggest)  # a Ctrl-C at that moment
     with pytest.raises(KeyboardInterrupt):
         _tune(tmp_path)
-    monkeypatch.setattr(_optuna, "suggest", real_suggest)
+    monkeypatch.setattr(_optuna_worker, "suggest", real_suggest)
     trials = _tune(tmp_path).trials
     interrupted = trials[trials["reason"].str.startswith("interrupted", na=False)]
     assert len(interrupted) == 1
@@ -102,7 +103,7 @@ def test_a_trial_owned_by_this_very_process_is_dead_on_resume(tmp_path: Path) ->
         study_name="run", storage=_optuna.open_storage(str(tmp_path / "run" / "study.log"))
     )
     trial = study.ask()  # planted as if this process had run it before a restart
-    trial.set_user_attr("worker", _optuna.worker_identity())
+    trial.set_user_attr("worker", _optuna_worker.worker_identity())
     trials = _tune(tmp_path, n_trials=3).trials
     assert "died" in trials.loc[trials["trial"] == trial.number, "reason"].iloc[0]
 
@@ -115,7 +116,7 @@ def test_a_config_that_always_kills_its_worker_is_given_up(tmp_path: Path) -> No
     given_up = killers[killers["reason"].str.contains("not run again", na=False)]
     originals = trials[~trials["reason"].str.contains("retried", na=False)]
     assert len(given_up) == killers["config.x"].nunique()
-    assert (given_up["reason"].str.endswith(f"died {_optuna.MAX_RETRIES + 1} times")).all()
+    assert (given_up["reason"].str.endswith(f"died {_optuna_worker.MAX_RETRIES + 1} times")).all()
     assert (originals["status"] != "running").all()
     assert result.epochs_saved == 0
 
