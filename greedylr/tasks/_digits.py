@@ -83,12 +83,4 @@ def train(config: dict[str, Any], reporter: Any) -> None:
                 "accuracy": float((logits.argmax(1) == y).float().mean()),
             }
 
-    train_loop(
-        settings,
-        optimizer,
-        scheduler,
-        reporter,
-        run_epoch=run_epoch,
-        evaluate=lambda: measure("val"),
-        test=lambda: measure("test"),
-    )
+    train_loop(settings, optimizer, scheduler, reporter, run_epoch=run_epoch, measure=measure)

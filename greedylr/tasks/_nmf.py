@@ -92,12 +92,4 @@ def train(config: dict[str, Any], reporter: Any) -> None:
             relative = error.sqrt() / observed[mask].pow(2).mean().sqrt()
         return {"loss": float(error), "relative_error": float(relative)}
 
-    train_loop(
-        settings,
-        optimizer,
-        scheduler,
-        reporter,
-        run_epoch=run_epoch,
-        evaluate=lambda: measure("val"),
-        test=lambda: measure("test"),
-    )
+    train_loop(settings, optimizer, scheduler, reporter, run_epoch=run_epoch, measure=measure)

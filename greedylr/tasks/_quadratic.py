@@ -71,12 +71,4 @@ def train(config: dict[str, Any], reporter: Any) -> None:
             expected = 0.5 * (curvature * x * x).sum()
         return {"loss": float(loss), "expected_loss": float(expected)}
 
-    train_loop(
-        settings,
-        optimizer,
-        scheduler,
-        reporter,
-        run_epoch=run_epoch,
-        evaluate=lambda: measure("val"),
-        test=lambda: measure("test"),
-    )
+    train_loop(settings, optimizer, scheduler, reporter, run_epoch=run_epoch, measure=measure)

@@ -119,16 +119,15 @@ def train_loop(
     reporter: Any,
     *,
     run_epoch: Callable[[Callable[[], None]], float],
-    evaluate: Callable[[], dict[str, float]],
-    test: Callable[[], dict[str, float]],
+    measure: Callable[[str], dict[str, float]],
 ) -> None:
     """Train for ``settings.epochs`` epochs, stepping any schedule the same way.
 
     Each epoch: ``run_epoch(after_batch)`` trains (calling ``after_batch()`` after every
     optimizer step, which steps a per-batch schedule) and returns the training loss;
-    ``evaluate()`` returns the validation metrics with ``"loss"``; a per-epoch schedule is
+    ``measure("val")`` returns the validation metrics with ``"loss"``; a per-epoch schedule is
     stepped on that loss; the epoch is reported with the LR it trained with. The last epoch
-    also reports ``test()``'s metrics, prefixed ``test_``: a split tuning never sees.
+    also reports ``measure("test")``, prefixed ``test_``: a split tuning never sees.
     """
     per_batch = settings.schedule_info.step_on == "batch"
 
@@ -139,9 +138,9 @@ def train_loop(
     for epoch in range(1, settings.epochs + 1):
         lr = current_lr(optimizer)
         train_loss = run_epoch(after_batch)
-        metrics = evaluate()
+        metrics = measure("val")
         if not per_batch:
             step_scheduler(scheduler, metrics["loss"])
         if epoch == settings.epochs:
-            metrics.update({f"test_{name}": value for name, value in test().items()})
+            metrics.update({f"test_{name}": value for name, value in measure("test").items()})
         reporter.report(epoch=epoch, lr=lr, train_loss=train_loss, **metrics)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,131 +134,102 @@ def test_resume_after_sigkill_keeps_every_trial_and_reaches_the_count(tmp_path: 
     assert json.loads((out / "best.json").read_text())["loss"] is not None
 
 
-def _postgres_available() -> bool:
+@pytest.fixture
+def pg_study() -> Iterator[tuple[str, Any]]:
+    """A fresh study name on the test PostgreSQL, and its storage; the study is dropped after."""
     try:
         storage = optuna.storages.RDBStorage(POSTGRES)
-    except Exception:
-        return False
-    storage.remove_session()
-    return True
-
-
-def test_four_workers_on_postgresql_lose_and_duplicate_nothing(tmp_path: Path) -> None:
-    if not _postgres_available():
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES}; .ci/run starts it")
+    except Exception as error:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} ({error}); .ci/run starts it")
     name = f"greedylr-test-{uuid.uuid4().hex[:8]}"
-    storage = optuna.storages.RDBStorage(POSTGRES)
-    command = _tune_command(
-        tmp_path, "--workers", "2", "--out", str(tmp_path / "run"),
-        "--storage", POSTGRES, "--study", name, "--heartbeat", "2",
-        trials=20, sleep=0.05,
+    yield name, storage
+    with contextlib.suppress(KeyError):
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+def _start_tuner(command: list[str], storage: Any, name: str) -> subprocess.Popen[bytes]:
+    tuner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: _load(storage, name) is not None, 120, "the study")
+    return tuner
+
+
+def _join(name: str, *, heartbeat: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "greedylr", "worker", "--storage", POSTGRES, "--study", name]
+    command += ["--threads", "1", "--heartbeat", str(heartbeat)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _finish(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr.decode()
+
+
+def _postgres_command(
+    tmp_path: Path, name: str, *extra: str, trials: int, sleep: float
+) -> list[str]:
+    return _tune_command(
+        tmp_path, "--out", str(tmp_path / "run"), "--storage", POSTGRES, "--study", name,
+        *extra, trials=trials, sleep=sleep,
     )  # fmt: skip
-    try:
-        tuner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _wait_for(lambda: _load(storage, name) is not None, 120, "the study")
-        joiners = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "greedylr",
-                    "worker",
-                    "--storage",
-                    POSTGRES,
-                    "--study",
-                    name,
-                    "--threads",
-                    "1",
-                    "--heartbeat",
-                    "2",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )  # fmt: skip
-            for _ in range(2)
-        ]
-        for process in [tuner, *joiners]:
-            _, stderr = process.communicate(timeout=300)
-            assert process.returncode == 0, stderr.decode()
-        trials = _load(storage, name).get_trials()
-        _check_study(trials, 20)
-        pids = {t.user_attrs["worker"]["pid"] for t in trials if "worker" in t.user_attrs}
-        assert len(pids) >= 3, f"the joining workers ran no trial: {pids}"
-        assert len(json.loads((tmp_path / "run" / "best.json").read_text())["config"]) > 0
-    finally:
-        with contextlib.suppress(KeyError):
-            optuna.delete_study(study_name=name, storage=storage)
 
 
-def test_a_killed_remote_worker_is_failed_by_the_heartbeat_and_retried(tmp_path: Path) -> None:
-    if not _postgres_available():
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES}; .ci/run starts it")
-    name = f"greedylr-test-{uuid.uuid4().hex[:8]}"
-    storage = optuna.storages.RDBStorage(POSTGRES)
+def test_four_workers_on_postgresql_lose_and_duplicate_nothing(
+    tmp_path: Path, pg_study: tuple[str, Any]
+) -> None:
+    name, storage = pg_study
+    command = _postgres_command(
+        tmp_path, name, "--workers", "2", "--heartbeat", "2", trials=20, sleep=0.05
+    )
+    tuner = _start_tuner(command, storage, name)
+    _finish(tuner, _join(name, heartbeat=2), _join(name, heartbeat=2))
+    trials = _load(storage, name).get_trials()
+    _check_study(trials, 20)
+    pids = {t.user_attrs["worker"]["pid"] for t in trials if "worker" in t.user_attrs}
+    assert len(pids) >= 3, f"the joining workers ran no trial: {pids}"
+    assert len(json.loads((tmp_path / "run" / "best.json").read_text())["config"]) > 0
+
+
+def test_a_killed_remote_worker_is_failed_by_the_heartbeat_and_retried(
+    tmp_path: Path, pg_study: tuple[str, Any]
+) -> None:
+    name, storage = pg_study
     state = optuna.trial.TrialState
-    command = _tune_command(
-        tmp_path, "--workers", "1", "--out", str(tmp_path / "run"), "--early-stopping", "none",
-        "--storage", POSTGRES, "--study", name, "--heartbeat", "1",
+    command = _postgres_command(
+        tmp_path, name, "--workers", "1", "--early-stopping", "none", "--heartbeat", "1",
         trials=10, sleep=0.1,
     )  # fmt: skip
-    try:
-        tuner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _wait_for(lambda: _load(storage, name) is not None, 120, "the study")
-        remote = subprocess.Popen(
-            [sys.executable, "-m", "greedylr", "worker", "--storage", POSTGRES,
-             "--study", name, "--threads", "1", "--heartbeat", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+    tuner = _start_tuner(command, storage, name)
+    remote = _join(name, heartbeat=1)
 
-        def remote_running() -> list[Any]:
-            return [
-                t
-                for t in _load(storage, name).get_trials(states=(state.RUNNING,))
-                if t.user_attrs.get("worker", {}).get("pid") == remote.pid
-            ]
+    def remote_running() -> list[Any]:
+        running = _load(storage, name).get_trials(states=(state.RUNNING,))
+        return [t for t in running if t.user_attrs.get("worker", {}).get("pid") == remote.pid]
 
-        _wait_for(lambda: bool(remote_running()), 120, "a trial on the remote worker")
-        lost = remote_running()[0].number
-        remote.kill()
-        remote.wait()
-        _, stderr = tuner.communicate(timeout=300)
-        assert tuner.returncode == 0, stderr.decode()
-        trials = _load(storage, name).get_trials()
-        _check_study(trials, 10)
-        retries = [t for t in trials if t.user_attrs.get("retry_of") == lost]
-        assert len(retries) == 1
-        assert trials[lost].state == state.FAIL
-        assert retries[0].state == state.COMPLETE
-    finally:
-        with contextlib.suppress(KeyError):
-            optuna.delete_study(study_name=name, storage=storage)
+    _wait_for(lambda: bool(remote_running()), 120, "a trial on the remote worker")
+    lost = remote_running()[0].number
+    remote.kill()
+    remote.wait()
+    _finish(tuner)
+    trials = _load(storage, name).get_trials()
+    _check_study(trials, 10)
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == lost]
+    assert len(retries) == 1
+    assert trials[lost].state == state.FAIL
+    assert retries[0].state == state.COMPLETE
 
 
-def test_every_worker_uses_the_heartbeat_the_study_was_created_with(tmp_path: Path) -> None:
-    if not _postgres_available():
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES}; .ci/run starts it")
-    name = f"greedylr-test-{uuid.uuid4().hex[:8]}"
-    storage = optuna.storages.RDBStorage(POSTGRES)
-    command = _tune_command(
-        tmp_path, "--workers", "1", "--out", str(tmp_path / "run"), "--early-stopping", "none",
-        "--storage", POSTGRES, "--study", name, "--heartbeat", "20",
+def test_every_worker_uses_the_heartbeat_the_study_was_created_with(
+    tmp_path: Path, pg_study: tuple[str, Any]
+) -> None:
+    name, storage = pg_study
+    command = _postgres_command(
+        tmp_path, name, "--workers", "1", "--early-stopping", "none", "--heartbeat", "20",
         trials=3, sleep=1.2,
     )  # fmt: skip
-    try:
-        tuner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _wait_for(lambda: _load(storage, name) is not None, 120, "the study")
-        # A joiner asking for a 2 s heartbeat would call the tuner's 7 s trials stale after 6 s.
-        joiner = subprocess.Popen(
-            [sys.executable, "-m", "greedylr", "worker", "--storage", POSTGRES,
-             "--study", name, "--threads", "1", "--heartbeat", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for process in (tuner, joiner):
-            _, stderr = process.communicate(timeout=300)
-            assert process.returncode == 0, stderr.decode()
-        trials = _load(storage, name).get_trials()
-        _check_study(trials, 3)
-        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    finally:
-        with contextlib.suppress(KeyError):
-            optuna.delete_study(study_name=name, storage=storage)
+    tuner = _start_tuner(command, storage, name)
+    # A joiner asking for a 2 s heartbeat would call the tuner's 7 s trials stale after 6 s.
+    _finish(tuner, _join(name, heartbeat=2))
+    trials = _load(storage, name).get_trials()
+    _check_study(trials, 3)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
