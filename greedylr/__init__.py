@@ -1,8 +1,8 @@
 """greedylr: tune the GreedyLR learning-rate scheduler with Optuna, Ray Tune and Syne Tune.
 
 Importing ``greedylr`` loads torch but none of the engines (optuna, ray, syne_tune): those are
-extras, imported only when a converter or a backend needs them. ``greedylr.tune`` is loaded on
-first use.
+extras, imported only when a converter or a backend needs them. ``greedylr.tune``,
+``greedylr.join_study`` and ``greedylr.report`` (the CLI's commands as calls) load on first use.
 """
 
 from typing import Any
@@ -20,13 +20,19 @@ __all__ = [
     "GreedyLR",
     "IntParam",
     "__version__",
+    "join_study",
+    "report",
     "tune",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "tune":
-        from greedylr._tune import tune
+    if name in ("tune", "join_study"):  # `greedylr tune` / `greedylr worker` as calls
+        from greedylr import _tune
 
-        return tune
+        return getattr(_tune, name)
+    if name == "report":  # `greedylr report` as a call
+        from greedylr._report import report
+
+        return report
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

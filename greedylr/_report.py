@@ -124,3 +124,15 @@ def _positive(history: pd.DataFrame, column: str) -> bool:
         return False
     values = history[column].dropna()
     return bool(len(values)) and bool((values > 0).all()) and math.isfinite(values.max())
+
+
+def report(run: str | Path, *, top: int = 5) -> tuple[str, list[Path]]:
+    """``greedylr report RUN`` as a call: the summary text and the figures written.
+
+    Raises:
+        ValueError: ``run`` is not a finished run folder.
+    """
+    from greedylr.backends._results import read_result
+
+    result = read_result(Path(run))
+    return summary(result), write_figures(result, top=top)

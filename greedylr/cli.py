@@ -180,13 +180,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from greedylr._report import summary
-    from greedylr._report import write_figures
-    from greedylr.backends._results import read_result
+    from greedylr._report import report
 
-    result = read_result(args.run)
-    print(summary(result))
-    for path in write_figures(result, top=args.top):
+    text, figures = report(args.run, top=args.top)
+    print(text)
+    for path in figures:
         print(f"wrote {path}")
     return 0
 

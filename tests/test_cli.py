@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import greedylr
 from greedylr.cli import main
 
 
@@ -158,3 +159,6 @@ def test_report_prints_the_summary_and_writes_figures(
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG")
         assert len(data) > 10_000
+    text, figures = greedylr.report(out, top=1)  # the same as a Python call
+    assert text.splitlines()[0] == stdout.splitlines()[0]
+    assert [path.name for path in figures] == ["lr_schedules.png", "loss_histories.png"]
