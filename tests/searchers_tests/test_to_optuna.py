@@ -4,40 +4,16 @@ from typing import Any
 
 import pytest
 
-from greedylr.searchers import CategoricalParam
-from greedylr.searchers import FloatParam
-from greedylr.searchers import IntParam
 from greedylr.searchers import suggest
 from greedylr.searchers import to_optuna
+from tests.searchers_tests import sampling
+from tests.searchers_tests.sampling import CONSTANTS
+from tests.searchers_tests.sampling import SAMPLES
 
 
 optuna = pytest.importorskip("optuna")
-
-
-SAMPLES = 2_000
-
-# Discrete parameters and every value they can take, written out by hand.
-DISCRETE: dict[str, tuple[Any, list[Any]]] = {
-    "int": (IntParam(0, 3), [0, 1, 2, 3]),
-    "log_int": (IntParam(1, 4, log=True), [1, 2, 3, 4]),
-    "step_int": (IntParam(0, 6, step=3), [0, 3, 6]),
-    "offset_step_int": (IntParam(1, 7, step=3), [1, 4, 7]),
-    "step_float": (FloatParam(0.0, 1.0, step=0.25), [0.0, 0.25, 0.5, 0.75, 1.0]),
-    "tenth_float": (FloatParam(0.0, 0.3, step=0.1), [0.0, 0.1, 0.2, 0.3]),
-    "offset_step_float": (FloatParam(0.05, 0.25, step=0.1), [0.05, 0.15, 0.25]),
-    "fixed_log_float": (FloatParam(0.1, 0.1, log=True), [0.1]),
-    "categorical": (CategoricalParam(("a", "b", "c")), ["a", "b", "c"]),
-    "mixed": (CategoricalParam((None, True, 1, 1.5, "x")), [None, True, 1, 1.5, "x"]),
-}
-SPACE: dict[str, Any] = {
-    "float": FloatParam(-1.0, 1.0),
-    "max_epochs": 20,
-    "log_float": FloatParam(1e-4, 1e-1, log=True),
-    **{name: param for name, (param, _) in DISCRETE.items()},
-    "mode": "min",
-    "seed": None,
-}
-CONSTANTS = {"max_epochs": 20, "mode": "min", "seed": None}
+DISCRETE = {**sampling.DISCRETE, **sampling.MIXED}
+SPACE = sampling.space_of(DISCRETE)
 
 
 def _hand_written_distributions() -> dict[str, Any]:
@@ -83,26 +59,6 @@ def _study(seed: int) -> Any:
     return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
 
 
-def _check_samples(configs: list[dict[str, Any]]) -> None:
-    for name, param in SPACE.items():
-        if not isinstance(param, (FloatParam, IntParam, CategoricalParam)):
-            continue
-        values = [config[name] for config in configs]
-        outside = [value for value in values if not param.contains(value)]
-        assert not outside, f"{name}: {outside[:5]}"
-        if isinstance(param, IntParam):
-            assert {type(value) for value in values} == {int}, name
-        if isinstance(param, FloatParam):
-            assert {type(value) for value in values} == {float}, name
-    for name, (_, expected) in DISCRETE.items():
-        reached = {_rounded(config[name]) for config in configs}
-        assert reached == {_rounded(value) for value in expected}, name
-
-
-def _rounded(value: Any) -> Any:
-    return round(value, 9) if type(value) is float else (type(value), value)
-
-
 def test_to_optuna_matches_hand_written_distributions_and_leaves_out_constants() -> None:
     converted = to_optuna(SPACE)
     assert converted == _hand_written_distributions()
@@ -113,13 +69,13 @@ def test_samples_of_the_converted_distributions_stay_inside_and_reach_every_valu
     study = _study(seed=0)
     distributions = to_optuna(SPACE)
     configs = [study.ask(fixed_distributions=distributions).params for _ in range(SAMPLES)]
-    _check_samples(configs)
+    sampling.check_samples(SPACE, DISCRETE, configs)
 
 
 def test_suggest_stays_inside_reaches_every_value_and_carries_the_constants() -> None:
     study = _study(seed=1)
     configs = [suggest(study.ask(), SPACE) for _ in range(SAMPLES)]
-    _check_samples(configs)
+    sampling.check_samples(SPACE, DISCRETE, configs)
     for config in configs:
         assert list(config) == list(SPACE)
         assert {name: config[name] for name in CONSTANTS} == CONSTANTS

@@ -5,40 +5,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from greedylr.searchers import CategoricalParam
 from greedylr.searchers import FloatParam
-from greedylr.searchers import IntParam
 from greedylr.searchers import to_ray
+from tests.searchers_tests import sampling
+from tests.searchers_tests.sampling import CONSTANTS
+from tests.searchers_tests.sampling import SAMPLES
 
 
 tune = pytest.importorskip("ray.tune")
 sample = pytest.importorskip("ray.tune.search.sample")
-
-
-SAMPLES = 2_000
-
-# Discrete parameters and every value they can take, written out by hand.
-DISCRETE: dict[str, tuple[Any, list[Any]]] = {
-    "int": (IntParam(0, 3), [0, 1, 2, 3]),
-    "log_int": (IntParam(1, 4, log=True), [1, 2, 3, 4]),
-    "step_int": (IntParam(0, 6, step=3), [0, 3, 6]),
-    "offset_step_int": (IntParam(1, 7, step=3), [1, 4, 7]),
-    "step_float": (FloatParam(0.0, 1.0, step=0.25), [0.0, 0.25, 0.5, 0.75, 1.0]),
-    "tenth_float": (FloatParam(0.0, 0.3, step=0.1), [0.0, 0.1, 0.2, 0.3]),
-    "offset_step_float": (FloatParam(0.05, 0.25, step=0.1), [0.05, 0.15, 0.25]),
-    "fixed_log_float": (FloatParam(0.1, 0.1, log=True), [0.1]),
-    "categorical": (CategoricalParam(("a", "b", "c")), ["a", "b", "c"]),
-    "mixed": (CategoricalParam((None, True, 1, 1.5, "x")), [None, True, 1, 1.5, "x"]),
-}
-SPACE: dict[str, Any] = {
-    "float": FloatParam(-1.0, 1.0),
-    "max_epochs": 20,
-    "log_float": FloatParam(1e-4, 1e-1, log=True),
-    **{name: param for name, (param, _) in DISCRETE.items()},
-    "mode": "min",
-    "seed": None,
-}
-CONSTANTS = {"max_epochs": 20, "mode": "min", "seed": None}
+DISCRETE = {**sampling.DISCRETE, **sampling.MIXED}
+SPACE = sampling.space_of(DISCRETE)
 
 
 def _hand_written_space() -> dict[str, Any]:
@@ -81,10 +58,6 @@ def _sample(space: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def _rounded(value: Any) -> Any:
-    return round(value, 9) if type(value) is float else (type(value), value)
-
-
 def test_to_ray_matches_hand_written_domains_and_keeps_constants() -> None:
     converted, hand_written = to_ray(SPACE), _hand_written_space()
     assert list(converted) == list(hand_written)
@@ -97,20 +70,7 @@ def test_samples_stay_inside_and_reach_every_value() -> None:
     converted = to_ray(SPACE)
     rng = np.random.default_rng(0)
     configs = [_sample(converted, rng) for _ in range(SAMPLES)]
-    for name, param in SPACE.items():
-        values = [config[name] for config in configs]
-        if not isinstance(param, (FloatParam, IntParam, CategoricalParam)):
-            assert values == [param] * SAMPLES
-            continue
-        outside = [value for value in values if not param.contains(value)]
-        assert not outside, f"{name}: {outside[:5]}"
-        if isinstance(param, IntParam):
-            assert {type(value) for value in values} == {int}, name
-        if isinstance(param, FloatParam):
-            assert {type(value) for value in values} == {float}, name
-    for name, (_, expected) in DISCRETE.items():
-        reached = {_rounded(config[name]) for config in configs}
-        assert reached == {_rounded(value) for value in expected}, name
+    sampling.check_samples(SPACE, DISCRETE, configs)
 
 
 def test_converted_equals_hand_written_under_equal_seeds() -> None:

@@ -6,39 +6,20 @@ import numpy as np
 import pytest
 
 from greedylr.searchers import CategoricalParam
-from greedylr.searchers import FloatParam
 from greedylr.searchers import IntParam
 from greedylr.searchers import to_syne_tune
+from tests.searchers_tests import sampling
+from tests.searchers_tests.sampling import CONSTANTS
+from tests.searchers_tests.sampling import SAMPLES
 
 
 config_space = pytest.importorskip("syne_tune.config_space")
-
-
-SAMPLES = 2_000
-
-# Discrete parameters and every value they can take, written out by hand.
 DISCRETE: dict[str, tuple[Any, list[Any]]] = {
-    "int": (IntParam(0, 3), [0, 1, 2, 3]),
-    "log_int": (IntParam(1, 4, log=True), [1, 2, 3, 4]),
-    "step_int": (IntParam(0, 6, step=3), [0, 3, 6]),
-    "offset_step_int": (IntParam(1, 7, step=3), [1, 4, 7]),
+    **sampling.DISCRETE,
     "fixed_step_int": (IntParam(5, 5, step=2), [5]),
-    "step_float": (FloatParam(0.0, 1.0, step=0.25), [0.0, 0.25, 0.5, 0.75, 1.0]),
-    "tenth_float": (FloatParam(0.0, 0.3, step=0.1), [0.0, 0.1, 0.2, 0.3]),
-    "offset_step_float": (FloatParam(0.05, 0.25, step=0.1), [0.05, 0.15, 0.25]),
-    "fixed_log_float": (FloatParam(0.1, 0.1, log=True), [0.1]),
-    "categorical": (CategoricalParam(("a", "b", "c")), ["a", "b", "c"]),
     "flag": (CategoricalParam((True, False)), [True, False]),
 }
-SPACE: dict[str, Any] = {
-    "float": FloatParam(-1.0, 1.0),
-    "max_epochs": 20,
-    "log_float": FloatParam(1e-4, 1e-1, log=True),
-    **{name: param for name, (param, _) in DISCRETE.items()},
-    "mode": "min",
-    "seed": None,
-}
-CONSTANTS = {"max_epochs": 20, "mode": "min", "seed": None}
+SPACE = sampling.space_of(DISCRETE)
 
 
 def _hand_written_space() -> dict[str, Any]:
@@ -50,12 +31,12 @@ def _hand_written_space() -> dict[str, Any]:
         "log_int": config_space.lograndint(1, 4),
         "step_int": config_space.finrange(0, 6, 3, cast_int=True),
         "offset_step_int": config_space.finrange(1, 7, 3, cast_int=True),
-        "fixed_step_int": config_space.finrange(5, 5, 1, cast_int=True),
         "step_float": config_space.finrange(0.0, 1.0, 5),
         "tenth_float": config_space.finrange(0.0, 0.3, 4),
         "offset_step_float": config_space.finrange(0.05, 0.25, 3),
         "fixed_log_float": config_space.uniform(0.1, 0.1),
         "categorical": config_space.choice(["a", "b", "c"]),
+        "fixed_step_int": config_space.finrange(5, 5, 1, cast_int=True),
         "flag": config_space.choice([True, False]),
         "mode": "min",
         "seed": None,
@@ -67,10 +48,6 @@ def _sample(space: dict[str, Any], rng: np.random.RandomState) -> dict[str, Any]
         name: value.sample(random_state=rng) if isinstance(value, config_space.Domain) else value
         for name, value in space.items()
     }
-
-
-def _rounded(value: Any) -> Any:
-    return round(value, 9) if type(value) is float else (type(value), value)
 
 
 def test_to_syne_tune_matches_hand_written_domains_and_keeps_constants() -> None:
@@ -88,20 +65,7 @@ def test_samples_stay_inside_and_reach_every_value() -> None:
     converted = to_syne_tune(SPACE)
     rng = np.random.RandomState(0)
     configs = [_sample(converted, rng) for _ in range(SAMPLES)]
-    for name, param in SPACE.items():
-        values = [config[name] for config in configs]
-        if not isinstance(param, (FloatParam, IntParam, CategoricalParam)):
-            assert values == [param] * SAMPLES
-            continue
-        outside = [value for value in values if not param.contains(value)]
-        assert not outside, f"{name}: {outside[:5]}"
-        if isinstance(param, IntParam):
-            assert {type(value) for value in values} == {int}, name
-        if isinstance(param, FloatParam):
-            assert {type(value) for value in values} == {float}, name
-    for name, (_, expected) in DISCRETE.items():
-        reached = {_rounded(config[name]) for config in configs}
-        assert reached == {_rounded(value) for value in expected}, name
+    sampling.check_samples(SPACE, DISCRETE, configs)
 
 
 def test_converted_equals_hand_written_under_equal_seeds() -> None:
