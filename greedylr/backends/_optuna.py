@@ -18,7 +18,7 @@ from greedylr._imports import require
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._results import Status
 from greedylr.backends._results import TrialResult
-from greedylr.searchers import is_param
+from greedylr.searchers import split_space
 
 
 EXPERIMENT_ATTR = "greedylr_experiment"
@@ -270,17 +270,27 @@ class Census:
     originals: int
 
 
+def retries_of(trials: list[Any]) -> dict[int, int]:
+    """Which trial ran each retried trial's config again: ``{retried number: retry number}``."""
+    return {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
+
+
+def is_original(trial: Any) -> bool:
+    """A trial that counts toward ``n_trials``: neither a retry nor a surplus ask."""
+    return "retry_of" not in trial.user_attrs and not trial.user_attrs.get("surplus")
+
+
 def census(trials: list[Any]) -> Census:
     """Count a study's trials (surplus asks excluded; a retried trial counts by its retry)."""
     optuna = optuna_module()
     state = optuna.trial.TrialState
-    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    retried = retries_of(trials)
     counts = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
     best, originals = math.inf, 0
     for trial in trials:
         if trial.user_attrs.get("surplus"):
             continue
-        if "retry_of" not in trial.user_attrs:
+        if is_original(trial):
             originals += 1
         if trial.number in retried:
             continue
@@ -305,8 +315,8 @@ def trial_results(study: Any) -> list[TrialResult]:
     optuna = optuna_module()
     state = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
-    retries = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
-    constants = _constants(load_experiment(study).search_space)
+    retries = retries_of(trials)
+    constants = split_space(load_experiment(study).search_space)[1]
     results = []
     for trial in trials:
         attrs = trial.user_attrs
@@ -341,7 +351,3 @@ def trial_results(study: Any) -> list[TrialResult]:
         )
         results.append(TrialResult(trial.number, status, reason, config, history, seconds))
     return results
-
-
-def _constants(space: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in space.items() if not is_param(value)}

@@ -11,6 +11,7 @@ with the same config: by the process that launched the worker (it sees the death
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -26,10 +27,12 @@ from greedylr.backends._contract import ValidatingReporter
 from greedylr.backends._contract import load_trial_function
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._optuna import census
+from greedylr.backends._optuna import is_original
 from greedylr.backends._optuna import load_experiment
 from greedylr.backends._optuna import make_pruner
 from greedylr.backends._optuna import make_sampler
 from greedylr.backends._optuna import optuna_module
+from greedylr.backends._optuna import retries_of
 from greedylr.backends._optuna import worker_seed
 from greedylr.searchers import suggest
 from greedylr.searchers import to_optuna
@@ -47,6 +50,7 @@ def worker_identity() -> dict[str, Any]:
     return {"host": _machine(), "pid": os.getpid(), "started": _start_time(os.getpid())}
 
 
+@functools.cache
 def _machine() -> str:
     """This host, its boot and its pid namespace: containers sharing a hostname differ."""
     parts = [socket.gethostname()]
@@ -58,12 +62,18 @@ def _machine() -> str:
     return "/".join(parts)
 
 
-def _start_time(pid: int) -> int | None:
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _start_time(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def owner_alive(owner: dict[str, Any]) -> bool:
@@ -154,7 +164,7 @@ def retry_interrupted_trials(study: Any) -> int:
     """Retry trials that failed because the run was interrupted (Ctrl-C) and never retried."""
     optuna = optuna_module()
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    retried = retries_of(trials)
     count = 0
     for trial in trials:
         if (
@@ -177,11 +187,8 @@ def process_alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    fields = _proc_stat(pid)
+    return fields is None or fields[0] not in ("Z", "X")  # no /proc: trust kill(0)
 
 
 def run_worker(
@@ -279,11 +286,6 @@ class _Objective:
         raise _TrialFailed(reason)
 
     def _is_surplus(self, trial: Any) -> bool:
-        earlier = 0
-        for other in trial.study.get_trials(deepcopy=False):
-            if other.number >= trial.number:
-                continue
-            attrs = other.user_attrs
-            if "retry_of" not in attrs and not attrs.get("surplus"):
-                earlier += 1
+        trials = trial.study.get_trials(deepcopy=False)
+        earlier = sum(1 for t in trials if t.number < trial.number and is_original(t))
         return earlier >= self._experiment.n_trials
