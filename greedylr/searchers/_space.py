@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
+from typing import TypeGuard
 
 
 Constant = None | bool | int | float | str
@@ -159,7 +160,7 @@ def _on_grid(value: float, low: float, step: float) -> bool:
     return abs(position - round(position)) <= _GRID_TOLERANCE * max(1.0, abs(position))
 
 
-def is_param(value: Any) -> bool:
+def is_param(value: Any) -> TypeGuard[Param]:
     """Whether ``value`` is a searchable parameter (not a constant)."""
     return isinstance(value, _PARAM_TYPES)
 

@@ -25,13 +25,10 @@ from typing import Any
 from greedylr._imports import require
 from greedylr.searchers._space import CategoricalParam
 from greedylr.searchers._space import FloatParam
-from greedylr.searchers._space import IntParam
 from greedylr.searchers._space import Param
 from greedylr.searchers._space import SearchSpace
+from greedylr.searchers._space import is_param
 from greedylr.searchers._space import validate_space
-
-
-_PARAMS = (FloatParam, IntParam, CategoricalParam)
 
 
 def to_ray(space: SearchSpace) -> dict[str, Any]:
@@ -70,7 +67,7 @@ def to_ray(space: SearchSpace) -> dict[str, Any]:
     """
     tune = require("ray.tune", extra="ray", feature="to_ray")
     return {
-        name: _to_domain(tune, value) if isinstance(value, _PARAMS) else value
+        name: _to_domain(tune, value) if is_param(value) else value
         for name, value in validate_space(space).items()
     }
 

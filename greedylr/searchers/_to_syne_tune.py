@@ -15,13 +15,10 @@ from typing import Any
 from greedylr._imports import require
 from greedylr.searchers._space import CategoricalParam
 from greedylr.searchers._space import FloatParam
-from greedylr.searchers._space import IntParam
 from greedylr.searchers._space import Param
 from greedylr.searchers._space import SearchSpace
+from greedylr.searchers._space import is_param
 from greedylr.searchers._space import validate_space
-
-
-_PARAMS = (FloatParam, IntParam, CategoricalParam)
 
 
 def to_syne_tune(space: SearchSpace) -> dict[str, Any]:
@@ -55,7 +52,7 @@ def to_syne_tune(space: SearchSpace) -> dict[str, Any]:
     """
     config_space = require("syne_tune.config_space", extra="syne-tune", feature="to_syne_tune")
     return {
-        name: _to_domain(config_space, name, value) if isinstance(value, _PARAMS) else value
+        name: _to_domain(config_space, name, value) if is_param(value) else value
         for name, value in validate_space(space).items()
     }
 
