@@ -44,8 +44,7 @@ def train(config: dict[str, Any], reporter: Any) -> None:
     """
     settings = RunSettings.from_config(
         config,
-        default_epochs=_TASK.default_epochs or 1,
-        default_lr=_TASK.default_lr or 0.1,
+        task=_TASK,
         default_optimizer_params={"momentum": 0.9},
         task_keys=("hidden", "batch_size"),
     )

@@ -48,8 +48,7 @@ def train(config: dict[str, Any], reporter: Any) -> None:
     """
     settings = RunSettings.from_config(
         config,
-        default_epochs=_TASK.default_epochs or 1,
-        default_lr=_TASK.default_lr or 0.1,
+        task=_TASK,
         task_keys=("rows", "columns", "rank", "noise", "gradient_noise"),
     )
     task = settings.task_params

@@ -16,6 +16,7 @@ from greedylr.schedulers import create_schedule
 from greedylr.schedulers import get_schedule_info
 from greedylr.schedulers import optimizer_defaults
 from greedylr.schedulers import step_scheduler
+from greedylr.tasks import TaskInfo
 
 
 _RUN_KEYS = ("schedule", "optimizer", "lr", "epochs", "seed")
@@ -45,21 +46,26 @@ class RunSettings:
         cls,
         config: Mapping[str, Any],
         *,
-        default_epochs: int,
-        default_lr: float,
+        task: TaskInfo,
         default_optimizer: str = "sgd",
         default_optimizer_params: Mapping[str, Any] | None = None,
         task_keys: Iterable[str] = (),
     ) -> RunSettings:
-        """Split ``config``; unknown keys raise ``ValueError`` naming the valid ones."""
+        """Split ``config`` (``task`` gives the default epochs and LR).
+
+        Raises:
+            ValueError: An unknown key (the message names the valid ones), or no epochs or LR
+                in the config nor in the task.
+        """
         schedule = str(config.get("schedule", "greedylr"))
         info = get_schedule_info(schedule)
         optimizer = str(config.get("optimizer", default_optimizer))
         optimizer_keys = set(optimizer_defaults(optimizer))
         task_keys = set(task_keys)
         schedule_params: dict[str, Any] = {}
-        optimizer_params: dict[str, Any] = dict(default_optimizer_params or {})
-        optimizer_params = {k: v for k, v in optimizer_params.items() if k in optimizer_keys}
+        optimizer_params = {
+            k: v for k, v in (default_optimizer_params or {}).items() if k in optimizer_keys
+        }
         task_params: dict[str, Any] = {}
         for key, value in config.items():
             if key in _RUN_KEYS:
@@ -73,7 +79,10 @@ class RunSettings:
             else:
                 valid = sorted({*_RUN_KEYS, *info.defaults, *optimizer_keys, *task_keys})
                 raise ValueError(f"Unknown config key `{key}`; valid keys are {valid}.")
-        epochs = int(config.get("epochs", default_epochs))
+        epochs, lr = config.get("epochs", task.default_epochs), config.get("lr", task.default_lr)
+        if epochs is None or lr is None:
+            raise ValueError(f"The config of task {task.name!r} needs `epochs` and `lr`.")
+        epochs = int(epochs)
         if epochs < 1:
             raise ValueError(f"`epochs` must be >= 1, but got {epochs=}.")
         return cls(
@@ -81,7 +90,7 @@ class RunSettings:
             schedule_params=schedule_params,
             optimizer=optimizer,
             optimizer_params=optimizer_params,
-            lr=float(config.get("lr", default_lr)),
+            lr=float(lr),
             epochs=epochs,
             seed=int(config.get("seed", 0)),
             task_params=task_params,
