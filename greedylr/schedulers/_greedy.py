@@ -195,11 +195,7 @@ class GreedyLR(LRScheduler):
         # Start from the optimizer's LRs, as transformers does: a user may have changed them.
         state.lrs = tuple(float(group["lr"]) for group in groups)
         _move(state, event, self.config)
-        for group, lr in zip(groups, state.lrs):
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
+        _set_lrs(groups, state.lrs)
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
         """The LR of each param group (after the last step, unless changed since)."""
@@ -257,11 +253,16 @@ class GreedyLR(LRScheduler):
         )
         self.base_lrs = list(config.initial_lrs)
         self.last_epoch = int(state_dict["last_epoch"])
-        for group, lr in zip(groups, lrs):
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
+        _set_lrs(groups, lrs)
+
+
+def _set_lrs(groups: list[dict[str, Any]], lrs: Sequence[float]) -> None:
+    """Write ``lrs`` into the param groups (a tensor LR is updated in place)."""
+    for group, lr in zip(groups, lrs):
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def _per_group(name: str, value: float | Sequence[float], groups: int) -> tuple[float, ...]:
