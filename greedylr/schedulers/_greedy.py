@@ -227,12 +227,32 @@ class GreedyLR(LRScheduler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the configuration and the counters; the optimizer's LRs are set to match.
 
-        The argument is not mutated.
+        Besides its own states, a ``variant="hf"`` scheduler loads one saved by
+        ``transformers.optimization.GreedyLR`` (the ``scheduler.pt`` of a Hugging Face Trainer
+        checkpoint) and continues exactly as transformers would have, its smoothing window
+        included. The argument is not mutated.
+
+        Raises:
+            ValueError: The state lacks keys (they are named), has another number of param
+                groups than the optimizer, or is a transformers state and ``variant="paper"``.
+
+        Warns:
+            UserWarning: A transformers state whose smoothing window holds NaN or inf:
+                greedylr drops them (it never lets them into the window), so from here on it
+                does not follow transformers, whose window mean would stay NaN until a reset.
         """
+        if "initial_lrs" not in state_dict and "_init_lrs" in state_dict:
+            state_dict = _from_transformers(state_dict, self.config.variant)
+        missing = [key for key in _STATE_KEYS if key not in state_dict]
+        if missing:
+            raise ValueError(
+                "`state_dict` must come from the `state_dict()` of greedylr's or transformers' "
+                f"GreedyLR, but it lacks the keys {missing} (or '_init_lrs' of transformers')."
+            )
         config = GreedyConfig(
-            initial_lrs=tuple(state_dict["initial_lrs"]),
-            min_lrs=tuple(state_dict["min_lrs"]),
-            max_lrs=tuple(state_dict["max_lrs"]),
+            initial_lrs=tuple(float(lr) for lr in state_dict["initial_lrs"]),
+            min_lrs=tuple(float(lr) for lr in state_dict["min_lrs"]),
+            max_lrs=tuple(float(lr) for lr in state_dict["max_lrs"]),
             **{key: state_dict[key] for key in _CONFIG_KEYS},
         )
         groups = self.optimizer.param_groups
@@ -254,6 +274,74 @@ class GreedyLR(LRScheduler):
         self.base_lrs = list(config.initial_lrs)
         self.last_epoch = int(state_dict["last_epoch"])
         _set_lrs(groups, lrs)
+
+
+_STATE_KEYS = (
+    *_CONFIG_KEYS,
+    "initial_lrs",
+    "min_lrs",
+    "max_lrs",
+    "lrs",
+    *_COUNTER_KEYS,
+    "window_values",
+    "window_sum",
+    "last_epoch",
+)
+# transformers.optimization.GreedyLR.state_dict() holds the same rule under other names:
+# greedylr's key -> transformers' key where they differ. Its window is in "_streaming_avg"
+# ({"values", "sum"}, when smooth=True); it has no "variant" (it is "hf").
+_TRANSFORMERS_NAMES = {
+    "initial_lrs": "_init_lrs",
+    "lrs": "_last_lr",
+    "num_good_steps": "num_good_epochs",
+    "num_bad_steps": "num_bad_epochs",
+    "reset_start": "reset_start_original",
+    "reset_counter": "reset_start",
+}
+_NOT_IN_TRANSFORMERS = ("variant", "window_values", "window_sum")
+
+
+def _from_transformers(state_dict: dict[str, Any], variant: str) -> dict[str, Any]:
+    """A ``transformers.optimization.GreedyLR`` state as a greedylr state (a new dict)."""
+    if variant != "hf":
+        raise ValueError(
+            "A transformers GreedyLR state continues only with `variant='hf'`, "
+            f"but got {variant=}."
+        )
+    keys = {
+        key: _TRANSFORMERS_NAMES.get(key, key)
+        for key in _STATE_KEYS
+        if key not in _NOT_IN_TRANSFORMERS
+    }
+    missing = [name for name in keys.values() if name not in state_dict]
+    window: dict[str, Any] = {"values": [], "sum": 0.0}
+    if state_dict.get("smooth"):
+        window = state_dict.get("_streaming_avg", {})
+        missing += [f"_streaming_avg[{key!r}]" for key in ("values", "sum") if key not in window]
+    if missing:
+        raise ValueError(
+            "`state_dict` looks like a transformers GreedyLR state (it has '_init_lrs'), "
+            f"but it lacks the keys {missing}."
+        )
+    values = [float(value) for value in window["values"]]
+    total = float(window["sum"])
+    if not all(math.isfinite(value) for value in (*values, total)):
+        warnings.warn(
+            "The transformers state's smoothing window holds NaN or inf "
+            f"(values={values}, sum={total}): greedylr never lets them into the window, so "
+            "it drops them and from here on does not follow transformers (whose window mean "
+            "would stay NaN until a reset).",
+            UserWarning,
+            stacklevel=3,
+        )
+        values = [value for value in values if math.isfinite(value)]
+        total = sum(values)
+    return {
+        **{key: state_dict[name] for key, name in keys.items()},
+        "variant": "hf",
+        "window_values": values,
+        "window_sum": total,
+    }
 
 
 def _set_lrs(groups: list[dict[str, Any]], lrs: Sequence[float]) -> None:

@@ -160,3 +160,72 @@ def test_eps_skips_tiny_changes() -> None:
     # factor 0.99 on LR 1e-6: a change of ~1e-8 is below eps=1e-7 and is not applied.
     lrs = _trajectory([3, 2, 1], lr=1e-6, patience=0, factor=0.99, min_lr=0.0, eps=1e-7)
     assert lrs == [[1e-6]] * 3
+
+
+# Exact threshold boundaries. best = 1.0 after step 1; threshold 0.5 (abs) and 0.25 (rel) make
+# every bound exact in binary: min/abs 1 - 0.5 = 0.5, min/rel 1 * 0.75 = 0.75, max/abs
+# 1 + 0.5 = 1.5, max/rel 1 * 1.25 = 1.25, and with threshold 0 the bound is best itself.
+_BOUNDARIES = [
+    ("min", "abs", 0.5, 0.5),
+    ("min", "rel", 0.25, 0.75),
+    ("max", "abs", 0.5, 1.5),
+    ("max", "rel", 0.25, 1.25),
+    ("min", "abs", 0.0, 1.0),
+    ("min", "rel", 0.0, 1.0),
+    ("max", "abs", 0.0, 1.0),
+    ("max", "rel", 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("variant", ["hf", "paper"])
+@pytest.mark.parametrize(("mode", "threshold_mode", "threshold", "bound"), _BOUNDARIES)
+def test_a_metric_exactly_at_the_threshold_bound_is_bad_one_ulp_beyond_is_good(
+    variant: str, mode: str, threshold_mode: str, threshold: float, bound: float
+) -> None:
+    # patience=0, factor 0.5, LR 1: step 1: 1.0 beats the infinite start: up (2), best 1.
+    # step 2: exactly the bound: "better" is strict, so bad: down (1), best stays 1.
+    # step 3: one ulp short of the bound (the bad side): bad: down (0.5).
+    # step 4: one ulp beyond the bound: good: up (1), best becomes that value.
+    # step 5: the old bound again, now on the bad side of the new best: bad: down (0.5).
+    better = -math.inf if mode == "min" else math.inf
+    beyond, short = math.nextafter(bound, better), math.nextafter(bound, -better)
+    lrs = _trajectory(
+        [1.0, bound, short, beyond, bound],
+        mode=mode,
+        threshold_mode=threshold_mode,
+        threshold=threshold,
+        patience=0,
+        factor=0.5,
+        min_lr=0.1,
+        variant=variant,
+    )
+    assert lrs == [[2.0], [1.0], [0.5], [1.0], [0.5]]
+
+
+@pytest.mark.parametrize("variant", ["hf", "paper"])
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("infinity", [math.inf, -math.inf])
+def test_inf_never_enters_the_smoothing_window(variant: str, mode: str, infinity: float) -> None:
+    # The losses 3, inf, 1, 3, 0 (negated for mode="max"); window 3, patience=0, factor 0.5.
+    # step 1: window [3], mean 3 beats the start: up (2), best 3.
+    # step 2: +-inf is a bad step (even when it would beat best) and is not pushed: down (1).
+    # step 3: window [3, 1], mean 2 < 3: up (2), best 2.
+    # step 4: window [3, 1, 3], mean 7/3 > 2: down (1).
+    # step 5: window [1, 3, 0], sum 7 + 0 - 3 = 4, mean 4/3 < 2: up (2), best 4/3.
+    # Had the inf entered, the sum would be inf at steps 3 and 4 and inf - inf = NaN at 5.
+    sign = 1.0 if mode == "min" else -1.0
+    losses = [sign * loss for loss in (3.0, infinity, 1.0, 3.0, 0.0)]
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    kwargs: dict[str, Any] = {"mode": mode, "variant": variant, "smooth": True, "window_size": 3}
+    scheduler = GreedyLR(optimizer, patience=0, factor=0.5, min_lr=0.1, max_lr=8.0, **kwargs)
+    lrs, bests, windows = [], [], []
+    for loss in losses:
+        scheduler.step(loss)
+        lrs.append(scheduler.get_last_lr()[0])
+        bests.append(scheduler.best)
+        windows.append(scheduler.state_dict()["window_values"])
+    assert lrs == [2, 1, 2, 1, 2]
+    assert bests == [sign * best for best in (3.0, 3.0, 2.0, 2.0, 4.0 / 3.0)]
+    assert windows[1] == [sign * 3.0]
+    assert windows[4] == [sign * value for value in (1.0, 3.0, 0.0)]
+    assert scheduler.state_dict()["window_sum"] == sign * 4.0

@@ -140,3 +140,86 @@ def test_tensor_lr_is_updated_in_place() -> None:
     assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor)
     assert float(optimizer.param_groups[0]["lr"]) == pytest.approx(0.2)
     assert scheduler.get_last_lr() == pytest.approx([0.2])
+
+
+# Improving (increases, then warmup), flat (decreases, then cooldown, down to min_lr where the
+# "hf" reset counter counts down to a reset), a NaN, improving again, flat again.
+_PHASED_LOSSES = (
+    [10.0, 9, 8, 7, 6, 5, 4, math.nan, 3, 2] + [5.0] * 24 + [1, 0.5, 0.25, 0.1] + [2.0] * 6
+)
+_PHASED_LRS = (0.1, 0.05)
+_PHASED_COMMON: dict[str, Any] = {
+    "patience": 1,
+    "factor": 0.5,
+    "cooldown": 2,
+    "warmup": 2,
+    "min_lr": 0.025,
+    "max_lr": 0.4,
+    "smooth": True,
+    "window_size": 4,
+}
+_PHASED_CONFIGS: dict[str, dict[str, Any]] = {
+    "hf": {**_PHASED_COMMON, "reset_start": 2},
+    "paper": {**_PHASED_COMMON, "reset_start": 7, "variant": "paper"},
+}
+# The keys of a state that are configuration; every other key is a counter the stop points
+# must cover (a counter added later is covered by the check below, or the test fails).
+_CONFIGURATION_KEYS = {
+    "mode",
+    "factor",
+    "patience",
+    "threshold",
+    "threshold_mode",
+    "cooldown",
+    "warmup",
+    "eps",
+    "smooth",
+    "window_size",
+    "reset_start",
+    "variant",
+    "initial_lrs",
+    "min_lrs",
+    "max_lrs",
+}
+
+
+@pytest.mark.parametrize("variant", list(_PHASED_CONFIGS))
+def test_resume_at_every_step_covers_every_counter(variant: str, tmp_path: Any) -> None:
+    config, losses = _PHASED_CONFIGS[variant], _PHASED_LOSSES
+    uninterrupted = GreedyLR(_optimizer(_PHASED_LRS), **config)
+    expected = []
+    for loss in losses:
+        uninterrupted.step(loss)
+        expected.append((uninterrupted.get_last_lr(), uninterrupted.state_dict()))
+
+    saved_states = []
+    for stop_at in range(len(losses) + 1):
+        first = GreedyLR(_optimizer(_PHASED_LRS), **config)
+        for loss in losses[:stop_at]:
+            first.step(loss)
+        path = tmp_path / f"scheduler-{stop_at}.pt"
+        torch.save(first.state_dict(), path)
+        state = torch.load(path, weights_only=True)
+        saved_states.append(state)
+        optimizer = _optimizer((0.3, 0.3))
+        second = GreedyLR(optimizer, patience=9, factor=0.9, min_lr=0.0, smooth=False)
+        second.load_state_dict(state)
+        for step, loss in enumerate(losses[stop_at:], start=stop_at):
+            second.step(loss)
+            assert (second.get_last_lr(), second.state_dict()) == expected[step], (
+                f"stopped at {stop_at}, step {step + 1}"
+            )
+
+    fresh = saved_states[0]
+    counters = set(fresh) - _CONFIGURATION_KEYS
+    assert {"cooldown_counter", "warmup_counter", "num_bad_steps", "num_good_steps"} <= counters
+    for key in sorted(counters):
+        assert any(state[key] != fresh[key] for state in saved_states), f"{key} never moves"
+    # Stopping in cooldown or warmup is where a lost counter changes the trajectory.
+    for key in ("cooldown_counter", "warmup_counter", "num_bad_steps", "num_good_steps"):
+        assert any(state[key] > 0 for state in saved_states), key
+    assert any(state["reset_counter"] < config["reset_start"] for state in saved_states)
+    assert any(math.isfinite(state["best"]) for state in saved_states)
+    size = config["window_size"]
+    assert any(0 < len(state["window_values"]) < size for state in saved_states)
+    assert any(len(state["window_values"]) == size for state in saved_states)
