@@ -36,3 +36,7 @@ def __getattr__(name: str) -> Any:
 
         return report
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})  # the lazy names too, for completion and help()

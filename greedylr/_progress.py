@@ -7,42 +7,56 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from typing import TextIO
 
 from greedylr.backends._experiment import Experiment
+from greedylr.backends._optuna import Census
 
 
 class Progress:
-    """Polls the study from a thread and redraws one line on stderr.
+    """Polls the study from a thread, redraws one line on stderr, and saves results.
 
     On a terminal the line is redrawn in place; otherwise a line is printed when the count of
-    done trials changes, at most every 5 seconds.
+    done trials changes, at most every 5 seconds. ``on_change`` (the run folder's results
+    writer) runs when the counts changed (done, running, ...), at most every ``save_every`` s,
+    so ``greedylr report`` works on a study that is still running. ``lock`` is held while the
+    thread reads the study or writes: a worker forked meanwhile copies no half-taken lock.
+
+    Args:
+        experiment: The job (its ``n_trials``).
+        snapshot: Where the study stands now.
+        enabled: Draw the bar (the results are saved either way).
     """
 
     def __init__(
         self,
         experiment: Experiment,
-        trials: Callable[[], list[Any]],
+        snapshot: Callable[[], Census],
         enabled: bool = True,
         *,
+        on_change: Callable[[], None] | None = None,
         stream: TextIO | None = None,
         interval: float = 0.5,
+        save_every: float = 5.0,
     ) -> None:
         self._experiment = experiment
-        self._trials = trials
+        self._snapshot = snapshot
         self._enabled = enabled
+        self._on_change = on_change
         self._stream = stream or sys.stderr
         self._interval = interval
+        self._save_every = save_every
+        self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = time.monotonic()
         self._done_at_start: int | None = None
-        self._last_printed = (-1, 0.0)
+        self._printed = (-1, 0.0)  # done count and time of the last line in a log
+        self._saved: tuple[Census | None, float] = (None, 0.0)  # counts and time of the last save
 
     def __enter__(self) -> Progress:
-        if self._enabled:
-            self._start = time.monotonic()
+        self._start = time.monotonic()
+        if self._enabled or self._on_change is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -51,20 +65,31 @@ class Progress:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-            self._draw(final=True)
+            if self._enabled:
+                self._draw(self._snapshot(), final=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                self._draw(final=False)
+                with self.lock:
+                    now = self._snapshot()
+                    if self._enabled:
+                        self._draw(now, final=False)
+                    self._maybe_save(now)
             except Exception:  # a storage hiccup must not kill the run
                 continue
 
-    def line(self) -> str:
-        """The current progress line."""
-        from greedylr.backends._optuna import census
+    def _maybe_save(self, now: Census) -> None:
+        last, last_time = self._saved
+        moment = time.monotonic()
+        if self._on_change is None or now == last or moment - last_time < self._save_every:
+            return
+        self._saved = (now, moment)
+        self._on_change()
 
-        now = census(self._trials())
+    def line(self, now: Census | None = None) -> str:
+        """The progress line for ``now`` (default: a fresh snapshot)."""
+        now = now or self._snapshot()
         total = self._experiment.n_trials
         if self._done_at_start is None:
             self._done_at_start = now.done
@@ -81,17 +106,16 @@ class Progress:
             f"best {best} | {_clock(elapsed)} elapsed, ETA {_clock(eta)}"
         )
 
-    def _draw(self, *, final: bool) -> None:
-        text = self.line()
+    def _draw(self, now: Census, *, final: bool) -> None:
+        text = self.line(now)
         if self._stream.isatty():
             self._stream.write("\r\033[K" + text + ("\n" if final else ""))
         else:
-            done = int(text.split("] ", 1)[1].split("/", 1)[0])
-            last_done, last_time = self._last_printed
-            now = time.monotonic()
-            if done == last_done or (not final and now - last_time < 5.0):
+            last_done, last_time = self._printed
+            moment = time.monotonic()
+            if now.done == last_done or (not final and moment - last_time < 5.0):
                 return
-            self._last_printed = (done, now)
+            self._printed = (now.done, moment)
             self._stream.write(text + "\n")
         self._stream.flush()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
-import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -16,14 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from greedylr._progress import Progress
+from greedylr._signals import ignore_stop_signals
+from greedylr._signals import install_stop_handlers
+from greedylr._signals import stop_on_signals
+from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._contract import function_path
 from greedylr.backends._contract import load_trial_function
 from greedylr.backends._experiment import Experiment
+from greedylr.backends._optuna import Census
 from greedylr.backends._results import TuneResult
 from greedylr.backends._results import build_result
 from greedylr.backends._results import write_experiment
 from greedylr.backends._results import write_result
 from greedylr.searchers import SearchSpace
+from greedylr.tasks import task_slug
 
 
 STORAGE_ENV = "GREEDYLR_STORAGE"
@@ -90,8 +98,11 @@ def tune(
             with ``low > high``, a storage that cannot be opened, ...).
     """
     task_name = task if isinstance(task, str) else function_path(task)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"`workers` must be an int >= 1, but got {workers=}.")
+    for name, value, low in (("workers", workers, 1), ("heartbeat", heartbeat, 1)):
+        if value is None and name == "heartbeat":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"`{name}` must be an int >= {low}, but got {name}={value!r}.")
     experiment = Experiment.create(
         task_name,
         schedule=schedule,
@@ -106,8 +117,9 @@ def tune(
         backend=backend,
     )
     load_trial_function(experiment.function)  # a bad task fails here, before anything is stored
-    name = task_name.replace(":", "-").replace("/", "-").replace(".", "-")
-    out = Path(out) if out is not None else Path("runs") / f"{name}-{schedule}-seed{seed}"
+    slug = task_slug(task_name)
+    out = Path(out) if out is not None else Path("runs") / f"{slug}-{schedule}-seed{seed}"
+    _check_writable(out)
     study_name = study or out.resolve().name
     from greedylr.backends import _optuna
     from greedylr.backends import _optuna_worker
@@ -120,30 +132,110 @@ def tune(
     heartbeat = _optuna.study_heartbeat(optuna_study)
     if resumed and not _optuna.is_journal(url):  # every worker beats at the study's interval
         optuna_study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
+    asked = experiment.n_trials
+    experiment = _optuna.load_experiment(optuna_study)  # a rerun never lowers n_trials
     write_experiment(
         out,
         experiment,
         {"storage": _optuna.hide_password(url), "study": study_name, "workers": workers},
     )
+    trials = optuna_study.get_trials(deepcopy=False)
     if resumed:
         # A local journal study has no worker left when its tuner starts again: a trial
         # that never recorded its worker was lost too.
         _optuna_worker.retry_dead_local_trials(optuna_study, ownerless=_optuna.is_journal(url))
         _optuna_worker.retry_interrupted_trials(optuna_study)
-    monitor = Progress(experiment, lambda: optuna_study.get_trials(deepcopy=False), progress)
+        trials = optuna_study.get_trials(deepcopy=False)
+        done = _optuna.census(trials).done
+        _say(
+            f"continuing the study {study_name!r}: {done} of {experiment.n_trials} trials done"
+            + (
+                f" (it asks for {experiment.n_trials}, more than --trials {asked})"
+                if asked < experiment.n_trials
+                else ""
+            ),
+        )
+    optuna_study.set_user_attr(_optuna.SESSION_ATTR, _optuna.next_trial(trials))
+    left = experiment.n_trials - _optuna.census(trials).done
+    workers = max(1, min(workers, left))  # never more workers than trials left
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        _say(
+            f"{workers} workers on {cores} CPU cores: trials share the cores, so each runs "
+            f"about {workers / cores:.1f}x slower",
+        )
+
+    def snapshot() -> Census:
+        return _optuna.census(optuna_study.get_trials(deepcopy=False))
+
+    def save() -> None:
+        write_result(build_result(experiment, _optuna.trial_results(optuna_study), out))
+
+    monitor = Progress(experiment, snapshot, progress, on_change=save)
     try:
-        with monitor:
+        with stop_on_signals(), monitor:
             if workers == 1:
                 with _torch_threads(os.cpu_count() or 1):
-                    _optuna_worker.run_worker(optuna_study)
+                    _run_local_worker(optuna_study, ownerless=_optuna.is_journal(url))
             else:
                 _run_worker_processes(
-                    optuna_study, url, study_name, workers=workers, heartbeat=heartbeat
+                    optuna_study,
+                    url,
+                    study_name,
+                    workers=workers,
+                    heartbeat=heartbeat,
+                    lock=monitor.lock,
                 )
     finally:
-        result = build_result(experiment, _optuna.trial_results(optuna_study), out)
-        write_result(result)
+        with _no_interruption():
+            result = build_result(experiment, _optuna.trial_results(optuna_study), out)
+            write_result(result)
+    failure = _optuna.first_task_failure(optuna_study)
+    if failure is not None and result.best_config is None:
+        raise TaskFailedError(
+            f"The task failed in its first {_optuna.FAILURES_BEFORE_STOP} trials "
+            f"({failure.user_attrs.get('fail_reason', 'error')}); the study stopped. "
+            f"Every traceback is in {out / 'failures'}/.",
+            details=failure.user_attrs.get("traceback", ""),
+        )
     return result
+
+
+def _say(message: str) -> None:
+    """A one-time note on stderr (shown with or without the progress bar)."""
+    print(f"greedylr: {message}", file=sys.stderr, flush=True)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse a run folder that cannot be written, before anything is stored."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".greedylr-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write the run folder {str(out)!r} (--out): {error.strerror or error}."
+        ) from None
+
+
+@contextlib.contextmanager
+def _no_interruption() -> Iterator[None]:
+    """Ignore further stop signals while the results are written."""
+    ignore_stop_signals()
+    yield
+
+
+def _run_local_worker(study: Any, *, ownerless: bool) -> None:
+    """Run trials in this process; an interruption marks its trial as interrupted."""
+    from greedylr.backends import _optuna_worker
+
+    try:
+        _optuna_worker.run_worker(study)
+    except KeyboardInterrupt:
+        with _no_interruption():
+            _optuna_worker.interrupt_trials(study, {os.getpid()}, ownerless=ownerless)
+        raise
 
 
 @contextlib.contextmanager
@@ -159,48 +251,79 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def worker_command(
-    study_name: str, *, worker_index: int, threads: int, heartbeat: int | None
-) -> list[str]:
-    """The command line of a local worker process (the storage URL goes by environment)."""
-    command = [sys.executable, "-m", "greedylr", "worker", "--study", study_name]
-    command += ["--worker-index", str(worker_index), "--threads", str(threads)]
-    if heartbeat is not None:
-        command += ["--heartbeat", str(heartbeat)]
-    return command
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _local_worker_main(
+    url: str, study_name: str, index: int, threads: int, heartbeat: int | None, parent: int
+) -> None:  # pragma: no cover - runs in a forked worker process
+    """A local worker: forked from the tuner, so torch, Optuna and the task are imported."""
+    _die_with_parent()
+    if os.getppid() != parent:  # the tuner died before the line above
+        os._exit(1)
+    install_stop_handlers()
+    try:
+        join_study(url, study_name, worker_index=index, threads=threads, heartbeat=heartbeat)
+    except KeyboardInterrupt:
+        os._exit(130)  # quietly: the tuner says "interrupted" once
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+_STOP_SECONDS = 1.0  # an interrupted worker has this long to mark its trial, then it is killed
+
+
 def _run_worker_processes(
-    study: Any, url: str, study_name: str, *, workers: int, heartbeat: int | None
+    study: Any,
+    url: str,
+    study_name: str,
+    *,
+    workers: int,
+    heartbeat: int | None,
+    lock: threading.Lock,
 ) -> None:
+    """Run ``workers`` local worker processes until the study is done; restart dead ones.
+
+    Workers are forked from this process, which has imported torch, Optuna and the task, so a
+    worker starts its first trial at once. ``lock`` is held by the progress thread while it
+    reads the study or writes, so a fork never copies a half-taken lock.
+    """
     from greedylr.backends import _optuna
     from greedylr.backends import _optuna_worker
 
     experiment = _optuna.load_experiment(study)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    # Workers see what this process imports from (a task next to the user's script, say).
-    paths = [os.path.abspath(path) if path else os.getcwd() for path in sys.path]
-    env = {**os.environ, STORAGE_ENV: url, "PYTHONPATH": os.pathsep.join(paths)}
+    context = multiprocessing.get_context("fork")
+    # The first torch optimizer of a process imports torch._dynamo (over a second): once
+    # here, not in every worker.
+    import torch._dynamo  # noqa: F401
 
-    def start(index: int) -> subprocess.Popen[bytes]:
-        command = worker_command(
-            study_name, worker_index=index, threads=threads, heartbeat=heartbeat
+    def start(index: int) -> Any:
+        process = context.Process(
+            target=_local_worker_main,
+            args=(url, study_name, index, threads, heartbeat, os.getpid()),
+            name=f"greedylr-worker-{index}",
+            daemon=False,
         )
-        return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with lock:
+            process.start()
+        return process
 
-    processes = {index: start(index) for index in range(workers)}
+    processes: dict[int, Any] = {}
     started = workers
     empty_deaths = 0  # workers that died without a trial: a broken setup, not a bad config
     try:
+        for index in range(workers):
+            processes[index] = start(index)
         while processes:
-            time.sleep(0.2)
+            multiprocessing.connection.wait([p.sentinel for p in processes.values()], 1.0)
             for index, process in list(processes.items()):
-                code = process.poll()
+                code = process.exitcode
                 if code is None:
                     continue
                 del processes[index]
@@ -214,22 +337,31 @@ def _run_worker_processes(
                             f"Worker processes keep dying before running a trial (last exit "
                             f"code {code}); see their messages above."
                         )
-                if _optuna.census(study.get_trials(deepcopy=False)).done < experiment.n_trials:
+                now = _optuna.census(study.get_trials(deepcopy=False))
+                left = experiment.n_trials - now.done - len(processes)
+                if left > 0 and _optuna.first_task_failure(study) is None:
                     processes[index] = start(started)
                     started += 1
-    except BaseException as error:
-        if not isinstance(error, KeyboardInterrupt):  # Ctrl-C already reached the workers
-            for process in processes.values():
-                process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 10
-        for process in processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        _optuna_worker.retry_dead_local_trials(study, pids={p.pid for p in processes.values()})
+    except BaseException:
+        with _no_interruption():
+            _stop_workers(list(processes.values()))
+            pids = {p.pid for p in processes.values()}
+            _optuna_worker.interrupt_trials(study, pids, ownerless=_optuna.is_journal(url))
         raise
+
+
+def _stop_workers(processes: list[Any]) -> None:
+    """SIGINT every live worker; SIGKILL those still running after ``_STOP_SECONDS``."""
+    for process in processes:
+        if process.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + _STOP_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.exitcode is None:
+            process.kill()
+            process.join()
 
 
 def remote_worker_index() -> int:
@@ -253,6 +385,11 @@ def join_study(
     stored = _optuna.study_heartbeat(study)
     if stored != heartbeat and not _optuna.is_journal(url):
         study = _optuna.load_study(url, study_name, heartbeat=stored)
-    with _torch_threads(threads or os.cpu_count() or 1):
-        index = remote_worker_index() if worker_index is None else worker_index
-        _optuna_worker.run_worker(study, worker_index=index)
+    index = remote_worker_index() if worker_index is None else worker_index
+    with stop_on_signals(), _torch_threads(threads or os.cpu_count() or 1):
+        try:
+            _optuna_worker.run_worker(study, worker_index=index)
+        except KeyboardInterrupt:
+            with _no_interruption():
+                _optuna_worker.interrupt_trials(study, {os.getpid()})
+            raise

@@ -1,21 +1,38 @@
 """The ``greedylr`` command: ``tune``, ``worker``, ``report`` and ``tasks``.
 
-Bad input ends with one line on stderr and exit code 2; nothing already stored is lost.
+Bad input ends with one line on stderr that names the flag, and exit code 2; nothing already
+stored is lost. A run in which no trial completed exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import textwrap
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from typing import NoReturn
 
 from greedylr._version import __version__
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help text wrapped at spaces only: ``digits-mlp`` and ``syne-tune`` stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -25,46 +42,224 @@ class UsageError(ValueError):
     """Bad input from the command line."""
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type`` for ints >= ``low``: argparse names the flag in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}, but got {text!r}.")
+        return value
+
+    return parse
+
+
+def _one_of(
+    choices: Sequence[str], *, why: Callable[[str], str] | None = None
+) -> Callable[..., str]:
+    """An argparse ``type`` for one of ``choices``; ``why(text)`` ends the error message."""
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            reason = why(text) if why is not None else ""
+            raise argparse.ArgumentTypeError(
+                f"must be one of {list(choices)}, but got {text!r}{reason}."
+            )
+        return text
+
+    return parse
+
+
+def _listed(names: Sequence[str]) -> str:
+    """``"a, b or c"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# Parameter names that `Experiment` checks across fields, as the flags `greedylr tune` takes.
+_TUNE_FLAGS = {
+    "n_trials": "--trials",
+    "max_epochs": "--max-epochs",
+    "min_epochs": "--min-epochs",
+    "reduction_factor": "--reduction-factor",
+    "early_stopping": "--early-stopping",
+}
+
+
+def _name_flags(message: str) -> str:
+    """``message`` with the Python parameter names of ``tune()`` replaced by their flags."""
+    pattern = r"\b(" + "|".join(_TUNE_FLAGS) + r")\b"
+    return re.sub(pattern, lambda match: _TUNE_FLAGS[match.group(1)], message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``greedylr`` command."""
+    from greedylr._tune import STORAGE_ENV
+    from greedylr.backends._experiment import BACKENDS
+    from greedylr.backends._experiment import EARLY_STOPPING
+    from greedylr.backends._experiment import PLANNED_BACKENDS
+    from greedylr.backends._experiment import SEARCHERS
+    from greedylr.backends._experiment import unavailable_backend
+    from greedylr.schedulers import list_schedules
+    from greedylr.tasks import list_tasks
+
     parser = _Parser(
         prog="greedylr",
-        description="Tune the GreedyLR learning-rate scheduler with Optuna, Ray Tune, Syne Tune.",
+        description="Tune the GreedyLR learning-rate scheduler (and baseline schedules).",
     )
     parser.add_argument("--version", action="version", version=f"greedylr {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     tune = commands.add_parser("tune", help="tune a schedule's hyperparameters on a task")
-    tune.add_argument("--task", required=True, help="a built-in task or package.module:function")
-    tune.add_argument("--schedule", default="greedylr", help="the LR schedule to tune")
-    tune.add_argument("--backend", default="optuna", help="the engine (default: optuna)")
-    tune.add_argument("--trials", type=int, default=300, help="how many trials (default 300)")
-    tune.add_argument("--max-epochs", type=int, help="epochs of a full trial (task default)")
-    tune.add_argument("--min-epochs", type=int, default=1, help="first epoch a trial may stop")
-    tune.add_argument("--reduction-factor", type=int, default=3)
-    tune.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    tune.add_argument("--searcher", default="tpe", help="tpe, random, gp, cmaes or qmc")
+    tasks = [info.name for info in list_tasks()]
     tune.add_argument(
-        "--early-stopping", default="hyperband", help="hyperband, asha, sha, median or none"
+        "--task",
+        required=True,
+        help=f"a built-in task ({_listed(tasks)}; see `greedylr tasks`) or your own trial "
+        "function as package.module:function or file.py:function (a module in the current "
+        "folder is found)",
     )
-    tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--out", type=Path, help="run folder (default runs/TASK-SCHEDULE-seedS)")
-    tune.add_argument("--storage", help="an Optuna storage URL (default: a journal file)")
-    tune.add_argument("--study", help="the study name (default: the run folder's name)")
-    tune.add_argument("--space", type=Path, help="a search space as JSON (space_to_json)")
-    tune.add_argument("--heartbeat", type=int, help="RDB heartbeat seconds (default 10)")
-    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    schedules = list_schedules()
+    tune.add_argument(
+        "--schedule",
+        default="greedylr",
+        type=_one_of(schedules),
+        metavar="NAME",
+        help=f"the LR schedule to tune: {_listed(schedules)} (default: %(default)s)",
+    )
+    planned = sorted({name.replace("_", "-") for name in PLANNED_BACKENDS})
+    tune.add_argument(
+        "--backend",
+        default="optuna",
+        type=_one_of(BACKENDS, why=unavailable_backend),
+        metavar="NAME",
+        help=f"the engine: {_listed(BACKENDS)} (default: %(default)s); the "
+        f"{' and '.join(planned)} backends come next and are not available yet",
+    )
+    tune.add_argument(
+        "--trials",
+        type=_int_at_least(1),
+        default=300,
+        metavar="N",
+        help="how many trials to run (default: %(default)s)",
+    )
+    tune.add_argument(
+        "--max-epochs",
+        type=_int_at_least(1),
+        metavar="N",
+        help="the epochs of a trial that is never stopped early (default: the task's; "
+        "required for a task that declares none)",
+    )
+    tune.add_argument(
+        "--min-epochs",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="the first epoch at which early stopping may stop a trial (default: %(default)s)",
+    )
+    tune.add_argument(
+        "--reduction-factor",
+        type=_int_at_least(2),
+        default=3,
+        metavar="N",
+        help="early stopping keeps 1 in N trials at each rung (default: %(default)s)",
+    )
+    tune.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        default=2,
+        metavar="N",
+        help="worker processes on this machine, running trials in parallel (default: %(default)s)",
+    )
+    tune.add_argument(
+        "--searcher",
+        default="tpe",
+        type=_one_of(SEARCHERS),
+        metavar="NAME",
+        help=f"how configs are sampled: {_listed(SEARCHERS)} (default: %(default)s)",
+    )
+    tune.add_argument(
+        "--early-stopping",
+        default="hyperband",
+        type=_one_of(EARLY_STOPPING),
+        metavar="RULE",
+        help=f"how bad trials are stopped early: {_listed(EARLY_STOPPING)} "
+        "(sha is asha; default: %(default)s)",
+    )
+    tune.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=0,
+        metavar="N",
+        help="the run seed: the samplers' and every trial's (default: %(default)s)",
+    )
+    tune.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="the run folder (default: runs/TASK-SCHEDULE-seedSEED)",
+    )
+    tune.add_argument(
+        "--storage",
+        metavar="URL",
+        help="an Optuna storage: a journal file (PATH.log or journal:PATH) or an RDB URL such "
+        "as postgresql://user@host/db (default: OUT/study.log)",
+    )
+    tune.add_argument(
+        "--study",
+        metavar="NAME",
+        help="the study name (default: the run folder's name)",
+    )
+    tune.add_argument(
+        "--space",
+        type=Path,
+        metavar="FILE",
+        help='a search space as JSON: {"params": {NAME: {"type": "float", "low": ..., '
+        '"high": ..., "log": true}, ...}, "constants": {NAME: VALUE}} '
+        "(default: the schedule's own space)",
+    )
+    tune.add_argument(
+        "--heartbeat",
+        type=_int_at_least(1),
+        metavar="SECONDS",
+        help="seconds between the heartbeats of trials on an RDB storage (default: 10)",
+    )
+    tune.add_argument("--no-progress", action="store_true", help="show no progress bar on stderr")
 
     worker = commands.add_parser("worker", help="join a study on a shared storage")
-    worker.add_argument("--storage", help="the study's storage URL (or $GREEDYLR_STORAGE)")
-    worker.add_argument("--study", required=True)
-    worker.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    worker.add_argument("--heartbeat", type=int)
-    worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    worker.add_argument(
+        "--storage",
+        metavar="URL",
+        help=f"the study's storage URL (default: ${STORAGE_ENV})",
+    )
+    worker.add_argument(
+        "--study", required=True, metavar="NAME", help="the name of the study to join"
+    )
+    worker.add_argument(
+        "--threads",
+        type=_int_at_least(1),
+        metavar="N",
+        help="torch threads of the trials (default: all cores)",
+    )
+    worker.add_argument(
+        "--heartbeat",
+        type=_int_at_least(1),
+        metavar="SECONDS",
+        help="seconds between the heartbeats of trials on an RDB storage (default: the study's)",
+    )
+    worker.add_argument("--worker-index", type=_int_at_least(0), help=argparse.SUPPRESS)
 
     report = commands.add_parser("report", help="a run's summary table and PNG figures")
-    report.add_argument("run", type=Path, help="the run folder")
-    report.add_argument("--top", type=int, default=5, help="trials in the figures (default 5)")
+    report.add_argument("run", type=Path, help="the run folder (what `greedylr tune` wrote)")
+    report.add_argument(
+        "--top",
+        type=_int_at_least(1),
+        default=5,
+        metavar="N",
+        help="how many of the best trials the figures draw (default: %(default)s)",
+    )
 
     commands.add_parser("tasks", help="list the built-in tasks")
     return parser
@@ -77,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command in ("tune", "worker"):
+        _import_from_current_folder()
     try:
         if args.command == "tasks":
             return _tasks()
@@ -85,21 +282,43 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             return _worker(args)
         return _report(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:  # Ctrl-C, kill -INT (130) or kill -TERM (143)
+        from greedylr._signals import exit_code
+
         print("greedylr: interrupted; run the same command again to continue.", file=sys.stderr)
-        return 130
+        return exit_code(interruption)
     except BrokenPipeError:  # `greedylr report RUN | head`: the reader left; so do we
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except (ValueError, ImportError) as error:
-        message = " ".join(str(error).split())
+        message = _one_line(error)
+        if args.command == "tune":
+            message = _name_flags(message)
         print(f"greedylr {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except RuntimeError as error:  # e.g. worker processes that keep dying
-        message = " ".join(str(error).split())
-        print(f"greedylr {args.command}: failed: {message}", file=sys.stderr)
+    except RuntimeError as error:  # the task keeps failing, worker processes keep dying, ...
+        from greedylr.backends import TaskFailedError
+
+        if isinstance(error, TaskFailedError) and error.details:
+            print(error.details.rstrip("\n"), file=sys.stderr)  # the task's traceback
+        print(f"greedylr {args.command}: failed: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _import_from_current_folder() -> None:
+    """Find task modules in the current folder, as ``python -m`` and pytest do.
+
+    The ``greedylr`` console script's ``sys.path`` starts with its own folder, not the current
+    one; local worker processes inherit this ``sys.path``.
+    """
+    here = os.getcwd()
+    if "" not in sys.path and here not in sys.path:
+        sys.path.insert(0, here)
 
 
 def _tasks() -> int:
@@ -147,9 +366,7 @@ def _tune(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat,
         progress=not args.no_progress,
     )
-    if result.best_config is None:
-        print("No trial completed; see trials.csv for why.")
-    else:
+    if result.best_config is not None:
         print(f"Best loss {result.best_loss:.6g} (trial {result.best_trial})")
         print(best_config_line(result))
     print(early_stopping_line(result))
@@ -157,18 +374,30 @@ def _tune(args: argparse.Namespace) -> int:
         f"Results in {result.out}/ (trials.csv, history.csv, best.json); "
         f"figures: greedylr report {result.out}"
     )
+    if result.best_config is None:
+        sys.stdout.flush()
+        print(
+            "greedylr tune: failed: No trial completed; see trials.csv for why.", file=sys.stderr
+        )
+        return 1
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     from greedylr._tune import STORAGE_ENV
     from greedylr._tune import join_study
+    from greedylr.backends._optuna import is_journal
 
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UsageError(f"Give --storage URL (or set ${STORAGE_ENV}).")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"`--threads` must be >= 1, but got {args.threads}.")
+    if is_journal(url):  # a worker joins a study: it never creates a journal
+        path = Path(url.removeprefix("journal:")).expanduser()
+        if not path.is_file():
+            raise UsageError(
+                f"No journal file at {str(path)!r} (--storage); a worker joins a study that "
+                "`greedylr tune` started."
+            )
     join_study(
         url,
         args.study,
@@ -182,10 +411,13 @@ def _worker(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from greedylr._report import report
 
-    text, figures = report(args.run, top=args.top)
-    print(text)
-    for path in figures:
+    shown = report(args.run, top=args.top)
+    print(shown.text)
+    for path in shown.figures:
         print(f"wrote {path}")
+    if shown.figures_error:
+        print(f"greedylr report: error: {shown.figures_error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -4,6 +4,7 @@ Importing this package imports no engine; ``greedylr.tune`` picks the backend at
 """
 
 from greedylr.backends._contract import Reporter
+from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._contract import TrialContractError
 from greedylr.backends._contract import TrialDiverged
 from greedylr.backends._contract import TrialFunction
@@ -20,6 +21,7 @@ from greedylr.backends._results import read_result
 __all__ = [
     "Experiment",
     "Reporter",
+    "TaskFailedError",
     "TrialContractError",
     "TrialDiverged",
     "TrialFunction",

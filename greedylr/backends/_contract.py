@@ -13,6 +13,7 @@ import importlib.util
 import math
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,18 @@ class TrialDiverged(Exception):  # noqa: N818 - a trial outcome
         super().__init__(f"diverged at epoch {epoch} (loss={loss})")
         self.epoch = epoch
         self.loss = loss
+
+
+class TaskFailedError(RuntimeError):
+    """The task failed in the first trials of a run, so the study stopped early.
+
+    Attributes:
+        details: The first failure's traceback (several lines), for the user to read.
+    """
+
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class TrialContractError(ValueError):
@@ -122,10 +135,11 @@ def load_trial_function(path: str) -> TrialFunction:
     """Import a trial function named ``package.module:function`` or ``path/to/file.py:function``.
 
     Raises:
-        ValueError: The name has no ``:``, the module or file cannot be imported, or it has no
-            such callable.
+        ValueError: The name has no ``:``, the module or file cannot be imported (a syntax
+            error names the file and line; an error raised while importing names its type,
+            message, file and line), or it has no such callable. The message is one line.
     """
-    module_name, _, function_name = path.partition(":")
+    module_name, _, function_name = path.rpartition(":")  # a Windows drive keeps its colon
     if not module_name or not function_name:
         raise ValueError(
             f"A trial function is named `package.module:function` or `file.py:function`, "
@@ -136,14 +150,37 @@ def load_trial_function(path: str) -> TrialFunction:
             module = _import_file(Path(module_name))
         else:
             module = importlib.import_module(module_name)
+    except SyntaxError as error:  # IndentationError included
+        where = f"{error.filename}:{error.lineno}"
+        raise ValueError(
+            f"Cannot import the trial function {path!r}: {where}: "
+            f"{type(error).__name__}: {error.msg}"
+        ) from None
     except (ImportError, OSError) as error:
         raise ValueError(f"Cannot import the trial function {path!r}: {error}") from None
+    except Exception as error:  # the module's own code raised while it was imported
+        raise ValueError(
+            f"Cannot import the trial function {path!r}: importing {module_name!r} raised "
+            f"{type(error).__name__}: {error} (at {_raised_at(error)})"
+        ) from None
     function: Any = module
     for part in function_name.split("."):
         function = getattr(function, part, None)
     if not callable(function):
         raise ValueError(f"{module_name!r} has no callable {function_name!r}.")
     return function
+
+
+def _raised_at(error: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``error`` outside Python's import machinery."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith("<frozen ")
+    ]
+    if not frames:
+        return "unknown line"
+    return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
 def _import_file(file: Path) -> Any:
@@ -158,7 +195,11 @@ def _import_file(file: Path) -> Any:
         raise ImportError(f"cannot load {str(file)!r}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # as `import` does: a failed module is not half-imported
+        raise
     return module
 
 

@@ -20,10 +20,12 @@ from greedylr.searchers import greedylr_space
 from greedylr.searchers import space_from_json
 from greedylr.searchers import space_to_json
 from greedylr.searchers import split_space
+from greedylr.tasks import TaskInfo
 from greedylr.tasks import resolve_task
 
 
-BACKENDS = ("optuna",)  # Ray Tune and Syne Tune backends come next
+BACKENDS = ("optuna",)
+PLANNED_BACKENDS = {"ray": "Ray Tune", "syne-tune": "Syne Tune", "syne_tune": "Syne Tune"}
 SEARCHERS = ("tpe", "random", "gp", "cmaes", "qmc")
 EARLY_STOPPING = ("hyperband", "asha", "sha", "median", "none")
 
@@ -45,7 +47,8 @@ class Experiment:
         early_stopping: How bad trials are stopped: hyperband, asha/sha, median or none.
         seed: The run seed: samplers derive theirs from it, and trials train with it.
         backend: The engine.
-        default_lr: The LR of the untuned defaults trial.
+        default_lr: The LR of the untuned defaults trial (``None``: the middle of the space's
+            ``lr`` range, see :meth:`default_config`).
     """
 
     task: str
@@ -63,7 +66,11 @@ class Experiment:
     default_lr: float | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("backend", self.backend, BACKENDS)
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"`backend` must be one of {list(BACKENDS)}, but got backend={self.backend!r}"
+                f"{unavailable_backend(self.backend)}."
+            )
         _check_choice("searcher", self.searcher, SEARCHERS)
         _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         get_schedule_info(self.schedule)
@@ -76,8 +83,10 @@ class Experiment:
                 "`min_epochs <= max_epochs` must hold, but got "
                 f"(min_epochs={self.min_epochs}, max_epochs={self.max_epochs})."
             )
-        if self.reduction_factor < 2:
-            raise ValueError(f"`reduction_factor` must be >= 2, but got {self.reduction_factor}.")
+        for name, low in (("reduction_factor", 2), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an int >= {low}, but got {name}={value!r}.")
         params, constants = split_space(self.search_space)
         if not params:
             raise ValueError("The search space has no parameter to tune; it is all constants.")
@@ -98,7 +107,12 @@ class Experiment:
         max_epochs: int | None = None,
         **options: Any,
     ) -> Experiment:
-        """Resolve the task and the default space of ``schedule``; every value is checked."""
+        """Resolve the task and the default space of ``schedule``; every value is checked.
+
+        Raises:
+            ValueError: Bad input, among them a space key that neither the schedule, the
+                optimizer, nor the task takes (for a task that declares its keys).
+        """
         info = resolve_task(task)
         if max_epochs is None:
             if info.default_epochs is None:
@@ -112,6 +126,7 @@ class Experiment:
                 space = baseline_space(schedule, horizon=max_epochs)
         space = {**space, "schedule": schedule, "epochs": max_epochs}
         space.setdefault("seed", options.get("seed", 0))
+        _check_keys(space, info, schedule)
         if info.default_lr is not None:
             options.setdefault("default_lr", info.default_lr)
         return cls(
@@ -146,11 +161,17 @@ class Experiment:
         """The schedule's untuned defaults (with the task's LR), clipped into the space.
 
         Evaluated as the first trial, so tuning never ends worse than not tuning. Dimensions
-        whose default falls outside a categorical's choices are left to the sampler.
+        whose default falls outside a categorical's choices are left to the sampler. The LR is
+        :attr:`default_lr`; a task without one (a user task that declares none) gets the
+        middle of the space's ``lr`` range: ``sqrt(low * high)`` (or ``(low + high) / 2`` when
+        ``low`` is 0), or the middle of its choices sorted by value. The config is the same
+        for every seed.
         """
         params, _ = split_space(self.search_space)
         defaults = dict(get_schedule_info(self.schedule).defaults)
         lr = self.default_lr
+        if lr is None and "lr" in params:
+            lr = _middle(params["lr"])
         if self.schedule == "greedylr":
             defaults["window_size"] = 1  # the class default: no smoothing
             if lr is not None:  # transformers' absolute defaults min_lr=1e-3, max_lr=1.0
@@ -163,6 +184,42 @@ class Experiment:
             if value is not None:
                 config[name] = value
         return config
+
+
+def _check_keys(space: SearchSpace, info: TaskInfo, schedule: str) -> None:
+    """Refuse space keys that neither the schedule, the optimizer nor a declared task takes."""
+    if info.config_keys is None:
+        return  # an undeclared user task: its keys are unknown
+    chosen = space.get("optimizer")
+    optimizers: list[Any] | None = None  # None: the task's own optimizer
+    if isinstance(chosen, CategoricalParam):
+        optimizers = list(chosen.choices)
+    elif chosen is not None:
+        optimizers = [chosen]
+    valid = info.valid_keys(schedule, optimizers=optimizers)  # an unknown optimizer raises
+    unknown = sorted(set(space) - valid)
+    if len(unknown) == 1:
+        which = f"key `{unknown[0]}` is not a config key"
+    elif unknown:
+        which = f"keys {', '.join(f'`{key}`' for key in unknown)} are not config keys"
+    else:
+        return
+    raise ValueError(
+        f"The space's {which} of task {info.name!r} with schedule {schedule!r}; valid keys are "
+        f"{sorted(valid)}."
+    )
+
+
+def _middle(param: Param) -> Any:
+    """The middle of a parameter's range: geometric for positive bounds, else arithmetic."""
+    if isinstance(param, CategoricalParam):
+        numbers = sorted(
+            c for c in param.choices if isinstance(c, (int, float)) and not isinstance(c, bool)
+        )
+        return numbers[(len(numbers) - 1) // 2] if numbers else None
+    if param.low > 0:
+        return math.sqrt(param.low * param.high)
+    return (param.low + param.high) / 2
 
 
 def _clip(param: Param, value: Any) -> Any:
@@ -180,6 +237,14 @@ def _clip(param: Param, value: Any) -> Any:
     if param.step is not None:
         return param.low + round((clipped - param.low) / param.step) * param.step
     return float(clipped)
+
+
+def unavailable_backend(backend: str) -> str:
+    """``": the Ray Tune backend is not available yet ..."`` for a planned backend, else ``""``."""
+    planned = PLANNED_BACKENDS.get(backend)
+    if planned is None:
+        return ""
+    return f": the {planned} backend is not available yet in this version (it comes next)"
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

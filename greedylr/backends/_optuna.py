@@ -5,7 +5,9 @@ The worker loop and the recovery of lost trials are in :mod:`greedylr.backends._
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -88,13 +90,47 @@ def mask_secrets(text: str, url: str) -> str:
     return text
 
 
+class FileLock:
+    """The journal file's lock: ``flock`` on ``PATH.flock``, released by the kernel when its
+    holder dies, so a killed tuner or worker never leaves a lock that others wait on.
+
+    Optuna's own journal locks (a symlink or an ``O_EXCL`` file) outlive a killed holder and are
+    broken only after a 30 s grace period. ``flock`` needs a local file system; for NFS, use an
+    RDB storage. The file is opened per ``acquire`` so that forked workers never share the lock.
+    """
+
+    def __init__(self, journal: str) -> None:
+        self._path = journal + ".flock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Block until this process holds the lock."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let the next process in."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+
 def is_journal(url: str) -> bool:
     """Whether ``url`` names a journal file (``journal:PATH`` or a path ending .log/.journal)."""
     return url.startswith("journal:") or ("://" not in url and url.endswith(_JOURNAL_SUFFIXES))
 
 
-def open_storage(url: str, *, heartbeat: int | None = None) -> Any:
+def open_storage(url: str, *, heartbeat: int | None = None, create: bool = True) -> Any:
     """An Optuna storage for ``url``: a journal file, or any RDB URL (with a heartbeat).
+
+    Args:
+        create: Create a journal file that does not exist (else it is an error).
 
     Raises:
         StorageError: The URL cannot be opened (the message hides the password).
@@ -107,8 +143,11 @@ def open_storage(url: str, *, heartbeat: int | None = None) -> Any:
             from optuna.storages.journal import JournalStorage
 
             path = Path(url.removeprefix("journal:")).expanduser()
+            if not create and not path.is_file():
+                raise StorageError(f"Cannot open storage {shown!r}: no such journal file.")
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            lock: Any = FileLock(str(path))  # duck-typed: Optuna calls acquire and release
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
         if "://" not in url:
             raise StorageError(
                 f"Cannot open storage {shown!r}: give an Optuna URL (sqlite:///file.db, "
@@ -217,7 +256,7 @@ def create_or_load_study(
             f"The study {study_name!r} holds another experiment ({previous.task}, "
             f"{previous.schedule}, ...); use another --study or --out to start a new one."
         )
-    if previous.n_trials != experiment.n_trials:
+    if experiment.n_trials > previous.n_trials:  # a rerun may add trials, never drop any
         study.set_user_attr(EXPERIMENT_ATTR, experiment.to_json())
     return study, True
 
@@ -229,7 +268,7 @@ def load_study(url: str, study_name: str, *, heartbeat: int | None = None) -> An
         ValueError: There is no such study (or the storage cannot be opened).
     """
     optuna = optuna_module()
-    storage = open_storage(url, heartbeat=heartbeat)
+    storage = open_storage(url, heartbeat=heartbeat, create=False)
     try:
         return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
@@ -310,6 +349,53 @@ def census(trials: list[Any]) -> Census:
     return Census(done=done, best_loss=best, originals=originals, **counts)
 
 
+SESSION_ATTR = "greedylr_session_first_trial"
+FAILURES_BEFORE_STOP = 3
+INTERRUPTED = "interrupted"
+
+
+def next_trial(trials: list[Any]) -> int:
+    """The number of the first trial still to run: a waiting one (enqueued), or a new one."""
+    waiting = optuna_module().trial.TrialState.WAITING
+    return min([t.number for t in trials if t.state == waiting], default=len(trials))
+
+
+def raised_by_task(trial: Any) -> bool:
+    """A trial that failed because the task raised or killed its worker (not NaN, not lost)."""
+    reason = str(trial.user_attrs.get("fail_reason", ""))
+    return "traceback" in trial.user_attrs or reason.startswith("worker ")
+
+
+def first_task_failure(study: Any) -> Any | None:
+    """The first failed trial, when this session's first done trials all failed by raising.
+
+    A session starts when ``greedylr tune`` (re)starts the study. When its first
+    ``FAILURES_BEFORE_STOP`` done trials all failed with an error raised by the task (or a
+    killed worker), the task is broken: the study stops instead of running every trial.
+    NaN losses, pruning and interruptions are results, not a broken task.
+
+    Returns:
+        The first such trial, or ``None`` while the study should go on.
+    """
+    state = optuna_module().trial.TrialState
+    first = study.user_attrs.get(SESSION_ATTR, 0)
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.number >= first
+        and not t.user_attrs.get("surplus")
+        and t.state in (state.COMPLETE, state.PRUNED, state.FAIL)
+        and t.user_attrs.get("fail_reason") != INTERRUPTED
+    ]
+    head = sorted(done, key=lambda t: t.datetime_complete or t.datetime_start)
+    head = head[:FAILURES_BEFORE_STOP]
+    if len(head) < FAILURES_BEFORE_STOP or not all(
+        t.state == state.FAIL and raised_by_task(t) for t in head
+    ):
+        return None
+    return head[0]
+
+
 def trial_results(study: Any) -> list[TrialResult]:
     """Every trial of the study in the engine-neutral model (surplus asks left out)."""
     optuna = optuna_module()
@@ -334,6 +420,8 @@ def trial_results(study: Any) -> list[TrialResult]:
         elif trial.state == state.PRUNED:
             last = int(history[-1]["epoch"]) if history else 0
             status, reason = "pruned", f"stopped early at epoch {last}"
+        elif trial.state == state.FAIL and attrs.get("fail_reason") == INTERRUPTED:
+            status, reason = "interrupted", "the run was interrupted; a rerun runs it again"
         elif trial.state == state.FAIL:
             status, reason = "failed", attrs.get("fail_reason", "worker lost (heartbeat)")
         elif trial.state == state.RUNNING:
@@ -349,5 +437,16 @@ def trial_results(study: Any) -> list[TrialResult]:
             if trial.datetime_complete and trial.datetime_start
             else math.nan
         )
-        results.append(TrialResult(trial.number, status, reason, config, history, seconds))
+        results.append(
+            TrialResult(
+                trial.number,
+                status,
+                reason,
+                config,
+                history,
+                seconds,
+                is_default=bool(attrs.get("defaults")),
+                error=attrs.get("traceback", "") if status == "failed" else "",
+            )
+        )
     return results

@@ -20,13 +20,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from greedylr._signals import stopping
 from greedylr.backends._contract import TrialDiverged
 from greedylr.backends._contract import TrialFunction
 from greedylr.backends._contract import TrialStopped
 from greedylr.backends._contract import ValidatingReporter
 from greedylr.backends._contract import load_trial_function
 from greedylr.backends._experiment import Experiment
+from greedylr.backends._optuna import INTERRUPTED
 from greedylr.backends._optuna import census
+from greedylr.backends._optuna import first_task_failure
 from greedylr.backends._optuna import is_original
 from greedylr.backends._optuna import load_experiment
 from greedylr.backends._optuna import make_pruner
@@ -113,11 +116,12 @@ def retry_trial(study: Any, trial: Any, reason: str) -> bool:
 
 
 def _retry_depth(study: Any, trial: Any) -> int:
+    """How often the config died before ``trial`` ran it (interruptions are not its fault)."""
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     depth = 0
     while "retry_of" in trial.user_attrs and trial.user_attrs["retry_of"] in by_number:
         trial = by_number[trial.user_attrs["retry_of"]]
-        depth += 1
+        depth += trial.user_attrs.get("fail_reason") != INTERRUPTED
     return depth
 
 
@@ -129,7 +133,38 @@ def retry_lost_trial(study: Any, trial: Any) -> None:
 
 def _enqueue_retry(study: Any, trial: Any) -> None:
     # A trial that died before sampling has no params: its retry samples afresh.
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    attrs: dict[str, Any] = {"retry_of": trial.number}
+    if trial.user_attrs.get("defaults"):
+        attrs["defaults"] = True  # the retry is the defaults trial: never stopped early
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+
+
+def interrupt_trials(study: Any, pids: set[int], *, ownerless: bool = False) -> int:
+    """Mark the RUNNING trials of these stopped local workers as interrupted.
+
+    An interrupted trial is not a failure of its config: a rerun runs it again
+    (:func:`retry_interrupted_trials`) and it does not count toward ``MAX_RETRIES``.
+
+    Args:
+        pids: The workers stopped by the interruption.
+        ownerless: Also mark RUNNING trials that never recorded a worker (asked just before
+            the interruption): only safe when no other worker of this study runs.
+    """
+    optuna = optuna_module()
+    machine, count = _machine(), 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker")
+        if owner is None and not ownerless:
+            continue
+        if owner is not None and (owner.get("host") != machine or owner.get("pid") not in pids):
+            continue
+        try:
+            optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", INTERRUPTED)
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except (RuntimeError, ValueError):
+            continue
+        count += 1
+    return count
 
 
 def retry_dead_local_trials(
@@ -169,7 +204,7 @@ def retry_interrupted_trials(study: Any) -> int:
     for trial in trials:
         if (
             trial.state == optuna.trial.TrialState.FAIL
-            and trial.user_attrs.get("fail_reason") == "interrupted"
+            and trial.user_attrs.get("fail_reason") == INTERRUPTED
             and trial.number not in retried
         ):
             _enqueue_retry(study, trial)
@@ -197,7 +232,11 @@ def run_worker(
     worker_index: int = 0,
     poll_seconds: float = 0.5,
 ) -> None:
-    """Run trials of ``study`` until it holds its ``n_trials`` done trials."""
+    """Run trials of ``study`` until it holds its ``n_trials`` done trials.
+
+    Stops early when the task is broken (:func:`first_task_failure`), and raises
+    ``KeyboardInterrupt`` once the process got a stop signal, whatever the trial made of it.
+    """
     optuna = optuna_module()
     experiment = load_experiment(study)
     train = load_trial_function(experiment.function)
@@ -208,10 +247,14 @@ def run_worker(
     study.pruner = make_pruner(experiment)
     objective = _Objective(train, space, experiment)
     while True:
+        if stopping():
+            raise KeyboardInterrupt
         trials = study.get_trials(deepcopy=False)
         now = census(trials)
         if now.done >= experiment.n_trials:
             return
+        if now.completed == 0 and now.failed and first_task_failure(study) is not None:
+            return  # the tuner shows the error; running more trials would only repeat it
         if now.originals >= experiment.n_trials and now.waiting == 0:
             # Others are finishing. A trial whose worker dies now is retried: this machine's
             # by their pid, other machines' by the RDB heartbeat.
@@ -240,7 +283,7 @@ class _Objective:
         try:
             return self._run(trial)
         except KeyboardInterrupt:  # wherever it lands, the trial is marked for a retry
-            trial.set_user_attr("fail_reason", "interrupted")
+            trial.set_user_attr("fail_reason", INTERRUPTED)
             raise
 
     def _run(self, trial: Any) -> float:
@@ -253,10 +296,13 @@ class _Objective:
         trial.set_user_attr("config", config)
         last_epoch = self._experiment.max_epochs
 
+        # The defaults trial always runs to the end: tuning never ends worse than not tuning.
+        exempt = bool(trial.user_attrs.get("defaults"))
+
         def forward(epoch: int, loss: float, metrics: dict[str, float]) -> None:
             trial.report(loss, step=epoch)
             # Stopping after the last epoch saves nothing: the trial completes.
-            if epoch < last_epoch and trial.should_prune():
+            if epoch < last_epoch and not exempt and trial.should_prune():
                 raise TrialStopped(f"pruned at epoch {epoch}")
 
         reporter = ValidatingReporter(forward, max_epochs=last_epoch)
@@ -273,7 +319,10 @@ class _Objective:
         except optuna.exceptions.UpdateFinishedTrialError:
             raise  # another process failed this trial: abandon it (see run_worker)
         except Exception as error:  # the user's code failed: the study goes on
-            trial.set_user_attr("traceback", traceback.format_exc(limit=-8))
+            if stopping():  # a Ctrl-C that landed in an import surfaces as another error
+                trial.set_user_attr("history", reporter.history)
+                raise KeyboardInterrupt from error
+            trial.set_user_attr("traceback", traceback.format_exc())
             self._fail(trial, reporter, f"{type(error).__name__}: {error}")
         trial.set_user_attr("history", reporter.history)
         if not reporter.history:

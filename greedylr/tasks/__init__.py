@@ -1,22 +1,56 @@
-"""Built-in training tasks, each a plain ``train(config, reporter)``."""
+"""Built-in training tasks, each a plain ``train(config, reporter)``, and user tasks' declarations.
+
+A user task is any module-level ``train(config, reporter)``; :func:`declare_task` tells greedylr
+its default epochs and LR and the config keys it takes, as the built-in tasks do::
+
+    from greedylr.tasks import declare_task
+
+    @declare_task(default_epochs=20, default_lr=0.05, config_keys=("hidden",), optimizer="sgd")
+    def train(config, reporter):
+        ...
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace
+from pathlib import PurePath
+from typing import Any
+from typing import TypeVar
+
+
+RUN_KEYS = ("schedule", "optimizer", "lr", "epochs", "seed")
+"""The config keys of every task: which schedule and optimizer, the LR, the epochs, the seed."""
+
+_DECLARATION_ATTR = "__greedylr_task__"  # set by `declare_task`: the function's TaskInfo
 
 
 @dataclass(frozen=True)
 class TaskInfo:
     """A task the ``greedylr`` command can tune.
 
+    A config of the task may hold the :data:`RUN_KEYS`, the keys of its schedule
+    (:attr:`greedylr.schedulers.ScheduleInfo.defaults`), the keys of its optimizer
+    (:func:`greedylr.schedulers.optimizer_defaults`) and ``config_keys``.
+
     Args:
         name: The name ``--task`` takes.
         function: The trial function, as ``package.module:function``.
         description: One line for ``greedylr tasks``.
-        default_epochs: The epochs a trial runs by default (``None`` for user tasks: then
-            ``--max-epochs`` is required).
-        default_lr: The LR a trial uses when its config has none (and the untuned defaults
-            trial uses).
+        default_epochs: The epochs a trial runs by default (``None``: ``--max-epochs`` is
+            required).
+        default_lr: The LR a trial uses when its config has none, and the untuned defaults trial
+            uses (``None``: the middle of the space's ``lr`` range).
+        config_keys: The task's own config keys, besides the schedule's and the optimizer's
+            (``None``: undeclared; a search space is then not checked against the task's keys).
+        optimizer: The optimizer the task builds when the config names none (``None``: none
+            from the registry; optimizer keys are then valid only if the space sets
+            ``optimizer``).
     """
 
     name: str
@@ -24,31 +58,63 @@ class TaskInfo:
     description: str
     default_epochs: int | None
     default_lr: float | None = None
+    config_keys: tuple[str, ...] | None = None
+    optimizer: str | None = None
+
+    def valid_keys(self, schedule: str, *, optimizers: Iterable[str] | None = None) -> set[str]:
+        """Every key a config of this task may hold when it runs ``schedule``.
+
+        Args:
+            schedule: A registry name.
+            optimizers: The optimizers the configs may name (default: the task's own).
+
+        Raises:
+            ValueError: An unknown schedule or optimizer.
+        """
+        from greedylr.schedulers import get_schedule_info
+        from greedylr.schedulers import optimizer_defaults
+
+        if optimizers is None:
+            optimizers = [self.optimizer] if self.optimizer is not None else []
+        keys = {*RUN_KEYS, *get_schedule_info(schedule).defaults, *(self.config_keys or ())}
+        for optimizer in optimizers:
+            keys.update(optimizer_defaults(optimizer))
+        return keys
 
 
 _TASKS = {
     info.name: info
     for info in (
         TaskInfo(
-            "digits-mlp",
-            "greedylr.tasks._digits:train",
-            "MLP 64-128-10 on scikit-learn's digits, SGD+momentum, validation cross-entropy",
-            50,
-            0.05,
+            name="digits-mlp",
+            function="greedylr.tasks._digits:train",
+            description=(
+                "MLP 64-128-10 on scikit-learn's digits, SGD+momentum, validation cross-entropy"
+            ),
+            default_epochs=50,
+            default_lr=0.05,
+            config_keys=("hidden", "batch_size"),
+            optimizer="sgd",
         ),
         TaskInfo(
-            "nmf",
-            "greedylr.tasks._nmf:train",
-            "stochastic NMF (100x80, rank 5) with projected SGD and noisy gradients",
-            40,
-            0.01,
+            name="nmf",
+            function="greedylr.tasks._nmf:train",
+            description="stochastic NMF (100x80, rank 5) with projected SGD and noisy gradients",
+            default_epochs=40,
+            default_lr=0.01,
+            config_keys=("rows", "columns", "rank", "noise", "gradient_noise"),
+            optimizer="sgd",
         ),
         TaskInfo(
-            "quadratic",
-            "greedylr.tasks._quadratic:train",
-            "noisy quadratic model (h_i = 1/i, d = 100): greedy LR adaptation decays too early",
-            20,
-            0.5,
+            name="quadratic",
+            function="greedylr.tasks._quadratic:train",
+            description=(
+                "noisy quadratic model (h_i = 1/i, d = 100): greedy LR adaptation decays too early"
+            ),
+            default_epochs=20,
+            default_lr=0.5,
+            config_keys=("dimension", "batch_size", "evaluation_size"),
+            optimizer="sgd",
         ),
     )
 }
@@ -67,17 +133,123 @@ def builtin_task(name: str) -> TaskInfo:
 def resolve_task(task: str) -> TaskInfo:
     """The built-in task ``task``, or a user task ``package.module:function`` / ``file.py:fn``.
 
+    A user task is imported; what :func:`declare_task` declared on it is returned, named
+    ``task``. An undeclared one declares nothing.
+
     Raises:
-        ValueError: ``task`` is neither a built-in name nor of the form ``module:function``.
+        ValueError: ``task`` is neither a built-in name nor of the form ``module:function``, or
+            it cannot be imported (the message is one line).
     """
     if task in _TASKS:
         return _TASKS[task]
-    if ":" in task:
+    if ":" not in task:
+        raise ValueError(
+            f"Unknown task {task!r}; built-in tasks are {sorted(_TASKS)}, or name your own as "
+            "`package.module:function` or `file.py:function`."
+        )
+    from greedylr.backends._contract import load_trial_function
+
+    declared = getattr(load_trial_function(task), _DECLARATION_ATTR, None)
+    if not isinstance(declared, TaskInfo):
         return TaskInfo(task, task, "user task", None)
-    raise ValueError(
-        f"Unknown task {task!r}; built-in tasks are {sorted(_TASKS)}, or name your own as "
-        "`package.module:function`."
-    )
+    return replace(declared, name=task, function=task)
 
 
-__all__ = ["TaskInfo", "builtin_task", "list_tasks", "resolve_task"]
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def declare_task(
+    *,
+    default_epochs: int | None = None,
+    default_lr: float | None = None,
+    config_keys: Sequence[str] | None = None,
+    optimizer: str | None = None,
+    description: str = "user task",
+) -> Callable[[Function], Function]:
+    """Declare what a user's trial function takes, as the built-in tasks do (a decorator).
+
+    With a declaration, ``--max-epochs`` may be left out, the untuned defaults trial uses
+    ``default_lr``, and a search space whose keys the task does not take is refused before the
+    first trial. Without one, ``--max-epochs`` is required, the defaults trial uses the middle
+    of the space's ``lr`` range, and the space is not checked.
+
+    Args:
+        default_epochs: The epochs of a trial when ``--max-epochs`` is not given.
+        default_lr: The LR of the untuned defaults trial (clipped into the space).
+        config_keys: The task's own config keys. A config may also hold ``schedule``,
+            ``optimizer``, ``lr``, ``epochs``, ``seed``, the schedule's keys, and the keys of
+            ``optimizer`` (or of the optimizers the space names).
+        optimizer: The registry optimizer the task builds when the config names none.
+        description: One line about the task.
+
+    Raises:
+        TypeError: ``config_keys`` is not a sequence of str.
+        ValueError: ``default_epochs`` < 1, ``default_lr`` not > 0, or an unknown optimizer.
+    """
+    if default_epochs is not None and (
+        isinstance(default_epochs, bool)
+        or not isinstance(default_epochs, int)
+        or default_epochs < 1
+    ):
+        raise ValueError(f"`default_epochs` must be an int >= 1, but got {default_epochs=}.")
+    if default_lr is not None and (
+        isinstance(default_lr, bool)
+        or not isinstance(default_lr, (int, float))
+        or not (math.isfinite(default_lr) and default_lr > 0)
+    ):
+        raise ValueError(f"`default_lr` must be a finite number > 0, but got {default_lr=}.")
+    keys = None
+    if config_keys is not None:
+        if isinstance(config_keys, str) or not all(isinstance(k, str) for k in config_keys):
+            raise TypeError(f"`config_keys` must be a sequence of str, but got {config_keys=}.")
+        keys = tuple(config_keys)
+    if optimizer is not None:
+        from greedylr.schedulers import optimizer_defaults
+
+        optimizer_defaults(optimizer)  # raises on an unknown name
+
+    def declare(function: Function) -> Function:
+        if not callable(function):
+            raise TypeError(f"`declare_task` decorates a function, but got {function!r}.")
+        name = f"{function.__module__}:{function.__qualname__}"
+        info = TaskInfo(
+            name=name,
+            function=name,
+            description=description,
+            default_epochs=default_epochs,
+            default_lr=None if default_lr is None else float(default_lr),
+            config_keys=keys,
+            optimizer=optimizer,
+        )
+        setattr(function, _DECLARATION_ATTR, info)
+        return function
+
+    return declare
+
+
+def task_slug(task: str) -> str:
+    """A short name for ``task`` in file and folder names.
+
+    A built-in task keeps its name; a user task is its module's last component (a file's stem)
+    and its function: ``/tmp/x/myscript.py:train`` -> ``myscript-train``, ``mytask:train`` ->
+    ``mytask-train``, ``pkg.mod:Trainer.fit`` -> ``mod-Trainer-fit``. Characters other than
+    letters, digits, ``_`` and ``-`` become ``-``.
+    """
+    if task in _TASKS or ":" not in task:
+        module, function = task, ""
+    else:
+        module, _, function = task.rpartition(":")  # a Windows drive keeps its colon
+        module = PurePath(module).stem if module.endswith(".py") else module.rpartition(".")[2]
+    slug = "-".join(part for part in (module, function.replace(".", "-")) if part)
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", slug).strip("-") or "task"
+
+
+__all__ = [
+    "RUN_KEYS",
+    "TaskInfo",
+    "builtin_task",
+    "declare_task",
+    "list_tasks",
+    "resolve_task",
+    "task_slug",
+]

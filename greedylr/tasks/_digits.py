@@ -43,10 +43,7 @@ def train(config: dict[str, Any], reporter: Any) -> None:
     the last epoch adds ``test_loss`` and ``test_accuracy``.
     """
     settings = RunSettings.from_config(
-        config,
-        task=_TASK,
-        default_optimizer_params={"momentum": 0.9},
-        task_keys=("hidden", "batch_size"),
+        config, task=_TASK, default_optimizer_params={"momentum": 0.9}
     )
     hidden = int(settings.task_params.get("hidden", 128))
     batch_size = int(settings.task_params.get("batch_size", 64))

@@ -46,11 +46,7 @@ def train(config: dict[str, Any], reporter: Any) -> None:
     ``rank`` (5), ``noise`` (data noise, 0.1), ``gradient_noise`` (std of the noise added to
     every gradient entry, 0.5). An epoch is 50 steps. Default optimizer: plain SGD.
     """
-    settings = RunSettings.from_config(
-        config,
-        task=_TASK,
-        task_keys=("rows", "columns", "rank", "noise", "gradient_noise"),
-    )
+    settings = RunSettings.from_config(config, task=_TASK)
     task = settings.task_params
     rows, columns = int(task.get("rows", 100)), int(task.get("columns", 80))
     rank = int(task.get("rank", 5))

@@ -31,11 +31,7 @@ def train(config: dict[str, Any], reporter: Any) -> None:
     size of the validation and test "sets", 1000). An epoch is 100 steps; the start is
     ``x_i = 1``. Default optimizer: plain SGD.
     """
-    settings = RunSettings.from_config(
-        config,
-        task=_TASK,
-        task_keys=("dimension", "batch_size", "evaluation_size"),
-    )
+    settings = RunSettings.from_config(config, task=_TASK)
     task = settings.task_params
     dimension = int(task.get("dimension", 100))
     batch_size = float(task.get("batch_size", 8))

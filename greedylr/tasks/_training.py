@@ -16,20 +16,18 @@ from greedylr.schedulers import create_schedule
 from greedylr.schedulers import get_schedule_info
 from greedylr.schedulers import optimizer_defaults
 from greedylr.schedulers import step_scheduler
+from greedylr.tasks import RUN_KEYS
 from greedylr.tasks import TaskInfo
-
-
-_RUN_KEYS = ("schedule", "optimizer", "lr", "epochs", "seed")
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """A config split into what builds the optimizer, the schedule and the task.
 
-    Config keys: ``schedule`` (a registry name, default ``"greedylr"``), ``optimizer`` (default
-    per task), ``lr``, ``epochs``, ``seed``; then the keys the schedule takes, then the keys the
-    optimizer takes (a key both take, such as ``eps``, goes to the schedule); the rest are the
-    task's own.
+    Config keys: ``schedule`` (a registry name, default ``"greedylr"``), ``optimizer`` (default:
+    the task's :attr:`TaskInfo.optimizer`, else SGD), ``lr``, ``epochs``, ``seed``; then the keys
+    the schedule takes, then the keys the optimizer takes (a key both take, such as ``eps``, goes
+    to the schedule); then the task's own :attr:`TaskInfo.config_keys`.
     """
 
     schedule: str
@@ -47,11 +45,16 @@ class RunSettings:
         config: Mapping[str, Any],
         *,
         task: TaskInfo,
-        default_optimizer: str = "sgd",
         default_optimizer_params: Mapping[str, Any] | None = None,
-        task_keys: Iterable[str] = (),
     ) -> RunSettings:
-        """Split ``config`` (``task`` gives the default epochs and LR).
+        """Split ``config``; ``task`` gives the default epochs, LR and optimizer, and its keys.
+
+        Args:
+            config: A sampled config.
+            task: The task's record.
+            default_optimizer_params: The task's own defaults for optimizer keys the config
+                does not set (``momentum=0.9``, say); keys the optimizer does not take are
+                dropped.
 
         Raises:
             ValueError: An unknown key (the message names the valid ones), or no epochs or LR
@@ -59,16 +62,16 @@ class RunSettings:
         """
         schedule = str(config.get("schedule", "greedylr"))
         info = get_schedule_info(schedule)
-        optimizer = str(config.get("optimizer", default_optimizer))
+        optimizer = str(config.get("optimizer", task.optimizer or "sgd"))
         optimizer_keys = set(optimizer_defaults(optimizer))
-        task_keys = set(task_keys)
+        task_keys = set(task.config_keys or ())
         schedule_params: dict[str, Any] = {}
         optimizer_params = {
             k: v for k, v in (default_optimizer_params or {}).items() if k in optimizer_keys
         }
         task_params: dict[str, Any] = {}
         for key, value in config.items():
-            if key in _RUN_KEYS:
+            if key in RUN_KEYS:
                 continue
             if key in info.defaults:
                 schedule_params[key] = value
@@ -77,7 +80,7 @@ class RunSettings:
             elif key in task_keys:
                 task_params[key] = value
             else:
-                valid = sorted({*_RUN_KEYS, *info.defaults, *optimizer_keys, *task_keys})
+                valid = sorted(task.valid_keys(schedule, optimizers=[optimizer]))
                 raise ValueError(f"Unknown config key `{key}`; valid keys are {valid}.")
         epochs, lr = config.get("epochs", task.default_epochs), config.get("lr", task.default_lr)
         if epochs is None or lr is None:

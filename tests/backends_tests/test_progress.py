@@ -8,6 +8,7 @@ import pytest
 
 from greedylr._progress import Progress
 from greedylr.backends import Experiment
+from greedylr.backends._optuna import census
 
 
 optuna = pytest.importorskip("optuna")
@@ -27,7 +28,8 @@ def _study() -> object:
 def test_the_line_counts_trials_and_shows_the_best_loss() -> None:
     study = _study()
     experiment = Experiment.create("quadratic", n_trials=10)
-    line = Progress(experiment, study.get_trials, stream=io.StringIO()).line()  # type: ignore[attr-defined]
+    snapshot = lambda: census(study.get_trials())  # type: ignore[attr-defined]  # noqa: E731
+    line = Progress(experiment, snapshot, stream=io.StringIO()).line()
     assert line.startswith("[########............] 4/10 trials ")
     assert "(pruned 1, failed 1, running 1) best 0.5 | " in line
     assert line.endswith("elapsed, ETA --:--")
@@ -37,7 +39,8 @@ def test_a_log_gets_whole_lines_and_a_final_one() -> None:
     study = _study()
     stream = io.StringIO()
     experiment = Experiment.create("quadratic", n_trials=10)
-    with Progress(experiment, study.get_trials, stream=stream, interval=0.01):  # type: ignore[attr-defined]
+    snapshot = lambda: census(study.get_trials())  # type: ignore[attr-defined]  # noqa: E731
+    with Progress(experiment, snapshot, stream=stream, interval=0.01):
         pass
     lines = stream.getvalue().splitlines()
     assert lines

@@ -11,6 +11,7 @@ from greedylr.backends import ValidatingReporter
 from greedylr.backends import load_trial_function
 from greedylr.tasks import list_tasks
 from greedylr.tasks import resolve_task
+from greedylr.tasks._training import RunSettings
 
 
 TASKS = [info.name for info in list_tasks()]
@@ -75,3 +76,17 @@ def test_optimizers_and_task_keys(task: str) -> None:
     assert [row["lr"] for row in history] == [1e-3, 1e-3]
     with pytest.raises(ValueError, match=r"Unknown config key `colour`; valid keys are \["):
         _run(task, epochs=1, colour="red")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_run_settings_take_the_task_s_declared_keys_and_optimizer(task: str) -> None:
+    info = resolve_task(task)
+    assert info.config_keys
+    assert info.optimizer == "sgd"
+    task_config = {key: 1 for key in info.config_keys}
+    settings = RunSettings.from_config({"epochs": 1, "momentum": 0.5, **task_config}, task=info)
+    assert settings.task_params == task_config
+    assert (settings.optimizer, settings.optimizer_params["momentum"]) == ("sgd", 0.5)
+    assert settings.lr == info.default_lr
+    with pytest.raises(ValueError, match=r"Unknown config key `beta2`; valid keys are \["):
+        RunSettings.from_config({"beta2": 0.9}, task=info)  # AdamW's, not SGD's
