@@ -207,12 +207,22 @@ def _say(message: str) -> None:
 
 
 def _check_writable(out: Path) -> None:
-    """Refuse a run folder that cannot be written, before anything is stored."""
+    """Refuse a run folder that cannot be written, before anything is stored (creating none).
+
+    An existing folder gets a probe file; a new one needs its nearest existing parent to be a
+    folder this process may write into.
+    """
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".greedylr-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        if out.exists():
+            probe = out / f".greedylr-write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+            return
+        parent = next(folder for folder in out.absolute().parents if folder.exists())
+        if not parent.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as error:
         raise ValueError(
             f"Cannot write the run folder {str(out)!r} (--out): {error.strerror or error}."

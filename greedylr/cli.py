@@ -94,6 +94,24 @@ def _name_flags(message: str) -> str:
     return re.sub(pattern, lambda match: _TUNE_FLAGS[match.group(1)], message)
 
 
+_TUNE_EPILOG = """\
+Stopping and continuing:
+  Ctrl-C, kill -INT or kill -TERM stops every worker within a second or two; their running
+  trials are marked interrupted (not failed). Run the same command again to continue the study,
+  also after kill -9 or a crash: interrupted and lost trials run again, finished ones are kept.
+  A larger --trials extends the study; a smaller one never drops trials.
+
+Failing tasks:
+  When the first 3 trials all fail with an error raised by the task (or kill their worker),
+  the study stops and shows the first traceback. Every failed trial's traceback is kept in
+  OUT/failures/ and named in trials.csv. NaN losses end their trial as failed; the study goes on.
+
+Exit codes:
+  0 done, 1 no trial completed or the task kept failing, 2 bad input (nothing stored),
+  130 interrupted (Ctrl-C, SIGINT), 143 terminated (SIGTERM).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``greedylr`` command."""
     from greedylr._tune import STORAGE_ENV
@@ -112,7 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"greedylr {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    tune = commands.add_parser("tune", help="tune a schedule's hyperparameters on a task")
+    tune = commands.add_parser(
+        "tune",
+        help="tune a schedule's hyperparameters on a task",
+        description="Tune a schedule's hyperparameters on a task; stop bad trials early.",
+        epilog=_TUNE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     tasks = [info.name for info in list_tasks()]
     tune.add_argument(
         "--task",

@@ -107,3 +107,11 @@ def test_a_rerun_with_fewer_trials_keeps_the_study_and_its_record(tmp_path: Path
     record = json.loads((tmp_path / "run" / "experiment.json").read_text())
     assert record["experiment"]["n_trials"] == 6
     assert len(pd.read_csv(tmp_path / "run" / "trials.csv")) == 6
+
+
+def test_a_bad_storage_leaves_no_run_folder(tmp_path: Path) -> None:
+    command = tune_command(tmp_path, "quick", trials=2)
+    result = run([*command, "--storage", "nosuchdb://nowhere"])
+    assert result.returncode == 2, result.stderr
+    assert "Cannot open storage" in result.stderr
+    assert not (tmp_path / "run").exists()
