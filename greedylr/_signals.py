@@ -55,10 +55,15 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 def stop_on_signals() -> Iterator[None]:
     """Turn the first SIGINT or SIGTERM into :class:`Interrupted`; ignore later ones.
 
-    Only the main thread can install signal handlers; elsewhere this does nothing.
+    Only the main thread can install signal handlers; elsewhere this only resets
+    :func:`stopping`. On exit the process is no longer stopping: a later run starts afresh.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        _stopping.clear()
+        try:
+            yield
+        finally:
+            _stopping.clear()
         return
     before = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
     install_stop_handlers()
@@ -67,6 +72,7 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+        _stopping.clear()
 
 
 def install_stop_handlers() -> None:

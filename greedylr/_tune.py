@@ -172,24 +172,25 @@ def tune(
         write_result(build_result(experiment, _optuna.trial_results(optuna_study), out))
 
     monitor = Progress(experiment, snapshot, progress, on_change=save)
-    try:
-        with stop_on_signals(), monitor:
-            if workers == 1:
-                with _torch_threads(os.cpu_count() or 1):
-                    _run_local_worker(optuna_study, ownerless=_optuna.is_journal(url))
-            else:
-                _run_worker_processes(
-                    optuna_study,
-                    url,
-                    study_name,
-                    workers=workers,
-                    heartbeat=heartbeat,
-                    lock=monitor.lock,
-                )
-    finally:
-        with _no_interruption():
-            result = build_result(experiment, _optuna.trial_results(optuna_study), out)
-            write_result(result)
+    with stop_on_signals():
+        try:
+            with monitor:
+                if workers == 1:
+                    with _torch_threads(os.cpu_count() or 1):
+                        _run_local_worker(optuna_study, ownerless=_optuna.is_journal(url))
+                else:
+                    _run_worker_processes(
+                        optuna_study,
+                        url,
+                        study_name,
+                        workers=workers,
+                        heartbeat=heartbeat,
+                        lock=monitor.lock,
+                    )
+        finally:
+            with _no_interruption():  # a second Ctrl-C must not cut the files short
+                result = build_result(experiment, _optuna.trial_results(optuna_study), out)
+                write_result(result)
     failure = _optuna.first_task_failure(optuna_study)
     if failure is not None and result.best_config is None:
         raise TaskFailedError(

@@ -356,6 +356,7 @@ def _tasks() -> int:
 def _tune(args: argparse.Namespace) -> int:
     from greedylr._report import best_config_line
     from greedylr._report import early_stopping_line
+    from greedylr._report import tuning_gain_line
     from greedylr._tune import tune
     from greedylr.searchers import space_from_json
 
@@ -393,6 +394,7 @@ def _tune(args: argparse.Namespace) -> int:
     if result.best_config is not None:
         print(f"Best loss {result.best_loss:.6g} (trial {result.best_trial})")
         print(best_config_line(result))
+        print(tuning_gain_line(result))
     print(early_stopping_line(result))
     print(
         f"Results in {result.out}/ (trials.csv, history.csv, best.json); "

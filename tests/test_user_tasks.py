@@ -25,6 +25,7 @@ from greedylr.tasks import declare_task
 from greedylr.tasks import list_tasks
 from greedylr.tasks import resolve_task
 from greedylr.tasks import task_slug
+from tests.test_cli_input import assert_refused
 
 
 pytest.importorskip("optuna")
@@ -59,17 +60,6 @@ def console_script(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-c", _CONSOLE_SCRIPT, *argv],
         capture_output=True, text=True, timeout=300, cwd=cwd,
     )  # fmt: skip
-
-
-def assert_refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Exit 2 with one line on stderr holding every fragment; returns that line."""
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert result.returncode == 2, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 def _write(folder: Path, name: str, text: str) -> str:

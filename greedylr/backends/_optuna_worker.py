@@ -132,11 +132,13 @@ def retry_lost_trial(study: Any, trial: Any) -> None:
 
 
 def _enqueue_retry(study: Any, trial: Any) -> None:
-    # A trial that died before sampling has no params: its retry samples afresh.
+    # A trial that died before sampling has no params: a retry's config is still in its
+    # enqueued fixed_params; an original that died so early is sampled afresh.
+    params = trial.params or trial.system_attrs.get("fixed_params", {})
     attrs: dict[str, Any] = {"retry_of": trial.number}
     if trial.user_attrs.get("defaults"):
         attrs["defaults"] = True  # the retry is the defaults trial: never stopped early
-    study.enqueue_trial(trial.params, user_attrs=attrs)
+    study.enqueue_trial(params, user_attrs=attrs)
 
 
 def interrupt_trials(study: Any, pids: set[int], *, ownerless: bool = False) -> int:

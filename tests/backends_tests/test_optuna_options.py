@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,41 +61,46 @@ def test_the_untuned_defaults_run_first(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path: Path) -> None:
-    space = tmp_path / "space.json"
-    space.write_text('{"params": {"x": {"type": "float", "low": 0, "high": 1}}, '
-                     '"constants": {"sleep": 0.05}}')  # fmt: skip
+    gate, waiting = tmp_path / "gate", tmp_path / "waiting"
+    space = tmp_path / "space.json"  # every trial waits after epoch 2 until the gate opens
+    space.write_text(json.dumps({
+        "params": {"x": {"type": "float", "low": 0, "high": 1}},
+        "constants": {"gate": str(gate), "waiting": str(waiting)},
+    }))  # fmt: skip
     out = tmp_path / "run"
     command = [
-        sys.executable, "-m", "greedylr", "tune", "--task", f"{TOY}:smooth", "--space",
+        sys.executable, "-m", "greedylr", "tune", "--task", f"{TOY}:gated", "--space",
         str(space), "--max-epochs", "6", "--trials", "16", "--workers", "2", "--out", str(out),
         "--no-progress", "--early-stopping", "none",
     ]  # fmt: skip
     tuner = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "trial_id" not in _journal_text(out):
+    deadline = time.monotonic() + 120  # until both workers are held inside a trial
+    while len(_held(waiting)) < 2 and tuner.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(1.5)
+    assert len(_held(waiting)) == 2, "the workers did not reach the gate"
     os.killpg(tuner.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
     _, stderr = tuner.communicate(timeout=60)
     assert tuner.returncode == 130, stderr.decode()
     assert stderr.decode().strip().splitlines()[-1] == (
         "greedylr: interrupted; run the same command again to continue."
     )
-    partial = read_result(out)
-    assert len(partial.trials) < 16
+    partial = read_result(out).trials
+    assert list(partial["status"]) == ["interrupted"] * 2  # the two held trials, no other
+    assert (partial["epochs"] == 2).all(), "the epochs run before Ctrl-C were lost"
+    gate.touch()
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     final = read_result(out).trials
-    interrupted = final[final["reason"].str.startswith("interrupted", na=False)]
-    assert len(interrupted) >= 1
+    interrupted = final[final["status"] == "interrupted"]
+    assert sorted(interrupted["trial"]) == sorted(partial["trial"])
     assert interrupted["reason"].str.contains("retried as trial").all()
     done = final[final["status"].isin(["completed", "pruned"])]
     assert len(done) == 16
     assert (final["status"] != "running").all()
 
 
-def _journal_text(out: Path) -> str:
-    path = out / "study.log"
-    return path.read_text() if path.exists() else ""
+def _held(waiting: Path) -> list[Path]:
+    """The workers held at the gate (a file named by each one's pid)."""
+    return list(waiting.iterdir()) if waiting.exists() else []

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from greedylr.backends._optuna import EXPERIMENT_ATTR
 from greedylr.backends._optuna_worker import process_alive
 from greedylr.searchers import FloatParam
 from greedylr.searchers import space_to_json
@@ -25,17 +26,20 @@ optuna = pytest.importorskip("optuna")
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _space_file(tmp_path: Path, sleep: float) -> Path:
+def _space_file(tmp_path: Path, constants: dict[str, Any]) -> Path:
     path = tmp_path / "space.json"
-    path.write_text(space_to_json({"x": FloatParam(0.0, 1.0), "sleep": sleep}))
+    path.write_text(space_to_json({"x": FloatParam(0.0, 1.0), **constants}))
     return path
 
 
-def _tune_command(tmp_path: Path, *extra: str, trials: int, sleep: float) -> list[str]:
+def _tune_command(
+    tmp_path: Path, *extra: str, trials: int, task: str = "smooth", **constants: Any
+) -> list[str]:
+    """``greedylr tune`` of a toy task; ``constants`` join the space (``sleep=0.05``, ...)."""
     return [
         sys.executable, "-m", "greedylr", "tune",
-        "--task", f"{TOY}:smooth",
-        "--space", str(_space_file(tmp_path, sleep)),
+        "--task", f"{TOY}:{task}",
+        "--space", str(_space_file(tmp_path, constants)),
         "--max-epochs", "6",
         "--trials", str(trials),
         "--searcher", "random",
@@ -89,9 +93,26 @@ def _check_study(trials: list[Any], n_trials: int) -> None:
         while final.number in retries:
             retry = retries[final.number]
             assert final.state == state.FAIL
-            assert retry.params == final.params
+            _check_retry(final, retry)
             final = retry
         assert final.state in (state.COMPLETE, state.PRUNED), (trial.number, final.state)
+        _check_sample(final)
+
+
+def _check_retry(failed: Any, retry: Any) -> None:
+    """A retry runs its failed trial's config; with none (died before sampling) it samples."""
+    if not retry.params:  # the retry died before sampling too (its own retry is checked next)
+        assert retry.state == optuna.trial.TrialState.FAIL, (retry.number, retry.state)
+    elif failed.params:
+        assert retry.params == failed.params, (failed.number, retry.number)
+    else:
+        _check_sample(retry)
+
+
+def _check_sample(trial: Any) -> None:
+    """The trial's config is a sample of the space."""
+    assert trial.distributions == {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    assert 0.0 <= trial.params["x"] <= 1.0
 
 
 def test_resume_after_sigkill_keeps_every_trial_and_reaches_the_count(tmp_path: Path) -> None:
@@ -149,7 +170,8 @@ def pg_study() -> Iterator[tuple[str, Any]]:
 
 def _start_tuner(command: list[str], storage: Any, name: str) -> subprocess.Popen[bytes]:
     tuner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(lambda: _load(storage, name) is not None, 120, "the study")
+    # A joining worker reads the experiment, stored just after the study is created.
+    _wait_for(lambda: EXPERIMENT_ATTR in _load(storage, name).user_attrs, 120, "the study")
     return tuner
 
 
@@ -166,11 +188,11 @@ def _finish(*processes: subprocess.Popen[bytes]) -> None:
 
 
 def _postgres_command(
-    tmp_path: Path, name: str, *extra: str, trials: int, sleep: float
+    tmp_path: Path, name: str, *extra: str, trials: int, task: str = "smooth", **constants: Any
 ) -> list[str]:
     return _tune_command(
         tmp_path, "--out", str(tmp_path / "run"), "--storage", POSTGRES, "--study", name,
-        *extra, trials=trials, sleep=sleep,
+        *extra, trials=trials, task=task, **constants,
     )  # fmt: skip
 
 
@@ -178,15 +200,19 @@ def test_four_workers_on_postgresql_lose_and_duplicate_nothing(
     tmp_path: Path, pg_study: tuple[str, Any]
 ) -> None:
     name, storage = pg_study
+    # No trial gets past its start until all 4 workers (2 local, 2 joining) have started one.
     command = _postgres_command(
-        tmp_path, name, "--workers", "2", "--heartbeat", "2", trials=20, sleep=0.05
-    )
+        tmp_path, name, "--workers", "2", "--heartbeat", "2", trials=20,
+        task="rendezvous", arrived=str(tmp_path / "arrived"), quorum=4,
+    )  # fmt: skip
     tuner = _start_tuner(command, storage, name)
-    _finish(tuner, _join(name, heartbeat=2), _join(name, heartbeat=2))
+    joiners = [_join(name, heartbeat=2), _join(name, heartbeat=2)]
+    _finish(tuner, *joiners)
     trials = _load(storage, name).get_trials()
     _check_study(trials, 20)
     pids = {t.user_attrs["worker"]["pid"] for t in trials if "worker" in t.user_attrs}
-    assert len(pids) >= 3, f"the joining workers ran no trial: {pids}"
+    assert len(pids) == 4, f"4 workers were expected to run trials: {pids}"
+    assert {joiner.pid for joiner in joiners} <= pids
     assert len(json.loads((tmp_path / "run" / "best.json").read_text())["config"]) > 0
 
 
@@ -195,21 +221,22 @@ def test_a_killed_remote_worker_is_failed_by_the_heartbeat_and_retried(
 ) -> None:
     name, storage = pg_study
     state = optuna.trial.TrialState
+    gate, waiting = tmp_path / "gate", tmp_path / "waiting"
+    # Every trial waits after epoch 2 until the gate opens: the remote worker surely gets one.
     command = _postgres_command(
         tmp_path, name, "--workers", "1", "--early-stopping", "none", "--heartbeat", "1",
-        trials=10, sleep=0.1,
+        trials=10, task="gated", gate=str(gate), waiting=str(waiting),
     )  # fmt: skip
     tuner = _start_tuner(command, storage, name)
     remote = _join(name, heartbeat=1)
-
-    def remote_running() -> list[Any]:
-        running = _load(storage, name).get_trials(states=(state.RUNNING,))
-        return [t for t in running if t.user_attrs.get("worker", {}).get("pid") == remote.pid]
-
-    _wait_for(lambda: bool(remote_running()), 120, "a trial on the remote worker")
-    lost = remote_running()[0].number
+    _wait_for((waiting / str(remote.pid)).exists, 120, "a trial held on the remote worker")
+    running = _load(storage, name).get_trials(states=(state.RUNNING,))
+    held = [t.number for t in running if t.user_attrs.get("worker", {}).get("pid") == remote.pid]
+    assert len(held) == 1
+    lost = held[0]
     remote.kill()
     remote.wait()
+    gate.touch()
     _finish(tuner)
     trials = _load(storage, name).get_trials()
     _check_study(trials, 10)
