@@ -297,3 +297,24 @@ def test_two_runs_with_other_seeds_run_the_same_defaults_trial(tmp_path: Path) -
 )
 def test_task_slug(task: str, slug: str) -> None:
     assert task_slug(task) == slug
+
+
+def test_a_script_function_names_its_run_folder_after_the_function(tmp_path: Path) -> None:
+    script = tmp_path / "myscript.py"
+    script.write_text(
+        "import greedylr\n"
+        "from greedylr.searchers import FloatParam\n\n"
+        "def train(config, reporter):\n"
+        "    for epoch in range(1, config['epochs'] + 1):\n"
+        "        reporter.report(epoch=epoch, loss=(config['lr'] - 0.1) ** 2 + 1 / epoch)\n\n"
+        "if __name__ == '__main__':\n"
+        "    result = greedylr.tune(train, space={'lr': FloatParam(0.01, 1.0, log=True)},\n"
+        "                           n_trials=2, max_epochs=2, progress=False)\n"
+        "    print(result.out)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(Path("runs") / "myscript-train-greedylr-seed0")
+    assert (tmp_path / "runs" / "myscript-train-greedylr-seed0" / "trials.csv").is_file()
