@@ -1,8 +1,6 @@
 """``python -m greedylr``: the ``greedylr`` command."""
 
-import sys
-
-from greedylr.cli import main
+from greedylr.cli import run
 
 
-sys.exit(main())
+run()

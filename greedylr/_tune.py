@@ -31,6 +31,7 @@ from greedylr.backends._results import build_result
 from greedylr.backends._results import write_experiment
 from greedylr.backends._results import write_result
 from greedylr.searchers import SearchSpace
+from greedylr.tasks import resolve_task
 from greedylr.tasks import task_slug
 
 
@@ -66,8 +67,10 @@ def tune(
 ) -> TuneResult:
     """Tune ``schedule``'s hyperparameters on ``task``; stop bad trials early.
 
-    Running the same call again continues the study (after a crash or Ctrl-C) up to
-    ``n_trials``; trials whose worker died are run again.
+    Running the same call again continues the study (after a crash, Ctrl-C or SIGTERM) up to
+    ``n_trials`` (never fewer than the study already asks for); trials that were interrupted
+    or whose worker died are run again. The untuned defaults run first and are never stopped
+    early. The run folder's files are rewritten every few seconds while the study runs.
 
     Args:
         task: A built-in task name (``greedylr tasks``), ``package.module:function``, or a
@@ -77,7 +80,8 @@ def tune(
         backend: The engine (``"optuna"``).
         n_trials: How many trials to run.
         max_epochs: The epochs of a trial never stopped early (default: the task's).
-        workers: Worker processes on this machine (trials run in parallel).
+        workers: Worker processes on this machine (trials run in parallel); at most as
+            many start as trials are left. They are forked from this process.
         searcher: ``tpe``, ``random``, ``gp``, ``cmaes`` or ``qmc``.
         early_stopping: ``hyperband``, ``asha`` (= ``sha``), ``median`` or ``none``.
         min_epochs: The first epoch at which a trial may be stopped.
@@ -95,14 +99,19 @@ def tune(
 
     Raises:
         ValueError: Bad input (an unknown task, schedule, backend, impossible budgets, a space
-            with ``low > high``, a storage that cannot be opened, ...).
+            with ``low > high`` or keys the task does not take, a storage that cannot be
+            opened, a run folder that cannot be written, ...); nothing is stored then.
+        TaskFailedError: The first trials all failed with an error raised by the task; the
+            study stopped (``details`` holds the first traceback).
+        KeyboardInterrupt: Ctrl-C or SIGTERM (:class:`greedylr._signals.Interrupted`); the
+            running trials are marked interrupted and the results are written first.
     """
     task_name = task if isinstance(task, str) else function_path(task)
-    for name, value, low in (("workers", workers, 1), ("heartbeat", heartbeat, 1)):
-        if value is None and name == "heartbeat":
+    for name, value in (("workers", workers), ("heartbeat", heartbeat)):
+        if value is None:  # heartbeat: the storage's default
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"`{name}` must be an int >= {low}, but got {name}={value!r}.")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an int >= 1, but got {name}={value!r}.")
     experiment = Experiment.create(
         task_name,
         schedule=schedule,
@@ -159,6 +168,7 @@ def tune(
     left = experiment.n_trials - _optuna.census(trials).done
     workers = max(1, min(workers, left))  # never more workers than trials left
     cores = os.cpu_count() or 1
+    threads = resolve_task(task_name).threads  # torch threads a trial uses (None: all it gets)
     if workers > cores:
         _say(
             f"{workers} workers on {cores} CPU cores: trials share the cores, so each runs "
@@ -176,7 +186,7 @@ def tune(
         try:
             with monitor:
                 if workers == 1:
-                    with _torch_threads(os.cpu_count() or 1):
+                    with _torch_threads(threads or cores):
                         _run_local_worker(optuna_study, ownerless=_optuna.is_journal(url))
                 else:
                     _run_worker_processes(
@@ -185,6 +195,7 @@ def tune(
                         study_name,
                         workers=workers,
                         heartbeat=heartbeat,
+                        threads=min(threads or cores, max(1, cores // workers)),
                         lock=monitor.lock,
                     )
         finally:
@@ -271,12 +282,22 @@ def _local_worker_main(
     url: str, study_name: str, index: int, threads: int, heartbeat: int | None, parent: int
 ) -> None:  # pragma: no cover - runs in a forked worker process
     """A local worker: forked from the tuner, so torch, Optuna and the task are imported."""
+    from greedylr.backends._optuna import is_journal
+
     _die_with_parent()
     if os.getppid() != parent:  # the tuner died before the line above
         os._exit(1)
     install_stop_handlers()
     try:
-        join_study(url, study_name, worker_index=index, threads=threads, heartbeat=heartbeat)
+        # A journal file is cheap to poll: the run ends as soon as its last trial does.
+        join_study(
+            url,
+            study_name,
+            worker_index=index,
+            threads=threads,
+            heartbeat=heartbeat,
+            poll_seconds=_LOCAL_POLL_SECONDS if is_journal(url) else 0.5,
+        )
     except KeyboardInterrupt:
         os._exit(130)  # quietly: the tuner says "interrupted" once
     sys.stdout.flush()
@@ -284,6 +305,7 @@ def _local_worker_main(
     os._exit(0)
 
 
+_LOCAL_POLL_SECONDS = 0.05
 _STOP_SECONDS = 1.0  # an interrupted worker has this long to mark its trial, then it is killed
 
 
@@ -294,6 +316,7 @@ def _run_worker_processes(
     *,
     workers: int,
     heartbeat: int | None,
+    threads: int,
     lock: threading.Lock,
 ) -> None:
     """Run ``workers`` local worker processes until the study is done; restart dead ones.
@@ -306,7 +329,6 @@ def _run_worker_processes(
     from greedylr.backends import _optuna_worker
 
     experiment = _optuna.load_experiment(study)
-    threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("fork")
     # The first torch optimizer of a process imports torch._dynamo (over a second): once
     # here, not in every worker.
@@ -387,8 +409,14 @@ def join_study(
     worker_index: int | None = None,
     threads: int | None = None,
     heartbeat: int | None = None,
+    poll_seconds: float = 0.5,
 ) -> None:
-    """Work on an existing study until it is done (``greedylr worker``)."""
+    """Work on an existing study until it is done (``greedylr worker``).
+
+    Args:
+        poll_seconds: How often a worker with nothing left to ask looks again (for trials of
+            dead workers to retry, or the end of the study).
+    """
     from greedylr.backends import _optuna
     from greedylr.backends import _optuna_worker
 
@@ -399,7 +427,7 @@ def join_study(
     index = remote_worker_index() if worker_index is None else worker_index
     with stop_on_signals(), _torch_threads(threads or os.cpu_count() or 1):
         try:
-            _optuna_worker.run_worker(study, worker_index=index)
+            _optuna_worker.run_worker(study, worker_index=index, poll_seconds=poll_seconds)
         except KeyboardInterrupt:
             with _no_interruption():
                 _optuna_worker.interrupt_trials(study, {os.getpid()})

@@ -7,6 +7,7 @@ stored is lost. A run in which no trial completed exits with 1.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import sys
@@ -289,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> NoReturn:
+    """The ``greedylr`` program: :func:`main`, then exit.
+
+    ``gc.freeze()`` first spares the exit a collection of the ~400k objects that torch, Optuna
+    and pandas made (0.6-0.8 s of a core for every run). ``main`` itself leaves the collector
+    alone, so calling it in-process changes nothing.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit code."""
     parser = build_parser()
@@ -448,4 +461,4 @@ def _report(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

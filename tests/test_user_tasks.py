@@ -34,7 +34,7 @@ pytest.importorskip("optuna")
 # current one (`python -m greedylr` would add the current folder and hide the bug).
 _CONSOLE_SCRIPT = (
     "import os, sys; sys.path[:] = [p for p in sys.path if p not in ('', os.getcwd())]; "
-    "from greedylr.cli import main; sys.exit(main())"
+    "from greedylr.cli import run; run()"
 )
 
 _PLAIN_TASK = """

@@ -10,6 +10,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,25 @@ def make_pruner(experiment: Experiment) -> Any:
     if kind == "median":
         return pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=experiment.min_epochs)
     return pruners.NopPruner()
+
+
+def pruner_epochs(experiment: Experiment) -> Callable[[int], bool]:
+    """Whether the pruner ever reads a trial's loss at this epoch.
+
+    Only those epochs are stored as the trial goes (each is a write to the storage, the largest
+    per-trial cost of a small task); the whole history is stored when the trial ends. None for
+    ``none``; the rungs ``min_epochs * reduction_factor**k`` for successive halving and
+    Hyperband (every bracket's rungs are among them); every epoch for ``median``.
+    """
+    if experiment.early_stopping == "none":
+        return lambda epoch: False
+    if experiment.early_stopping in ("asha", "sha", "hyperband"):
+        rungs, epoch = set(), experiment.min_epochs
+        while epoch <= experiment.max_epochs:
+            rungs.add(epoch)
+            epoch *= experiment.reduction_factor
+        return rungs.__contains__
+    return lambda epoch: True
 
 
 def worker_seed(run_seed: int, worker_index: int, trials_before: int) -> int:

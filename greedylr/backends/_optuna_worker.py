@@ -35,6 +35,7 @@ from greedylr.backends._optuna import load_experiment
 from greedylr.backends._optuna import make_pruner
 from greedylr.backends._optuna import make_sampler
 from greedylr.backends._optuna import optuna_module
+from greedylr.backends._optuna import pruner_epochs
 from greedylr.backends._optuna import retries_of
 from greedylr.backends._optuna import worker_seed
 from greedylr.searchers import suggest
@@ -301,7 +302,11 @@ class _Objective:
         # The defaults trial always runs to the end: tuning never ends worse than not tuning.
         exempt = bool(trial.user_attrs.get("defaults"))
 
+        read = pruner_epochs(self._experiment)
+
         def forward(epoch: int, loss: float, metrics: dict[str, float]) -> None:
+            if not read(epoch):
+                return
             trial.report(loss, step=epoch)
             # Stopping after the last epoch saves nothing: the trial completes.
             if epoch < last_epoch and not exempt and trial.should_prune():

@@ -51,6 +51,9 @@ class TaskInfo:
         optimizer: The optimizer the task builds when the config names none (``None``: none
             from the registry; optimizer keys are then valid only if the space sets
             ``optimizer``).
+        threads: The torch threads a trial runs with (``None``: the cores, shared among the
+            worker processes). The built-in tasks' models are too small to gain from more
+            than one, and extra threads only slow them when the cores are busy.
     """
 
     name: str
@@ -60,6 +63,7 @@ class TaskInfo:
     default_lr: float | None = None
     config_keys: tuple[str, ...] | None = None
     optimizer: str | None = None
+    threads: int | None = None
 
     def valid_keys(self, schedule: str, *, optimizers: Iterable[str] | None = None) -> set[str]:
         """Every key a config of this task may hold when it runs ``schedule``.
@@ -95,6 +99,7 @@ _TASKS = {
             default_lr=0.05,
             config_keys=("hidden", "batch_size"),
             optimizer="sgd",
+            threads=1,
         ),
         TaskInfo(
             name="nmf",
@@ -104,6 +109,7 @@ _TASKS = {
             default_lr=0.01,
             config_keys=("rows", "columns", "rank", "noise", "gradient_noise"),
             optimizer="sgd",
+            threads=1,
         ),
         TaskInfo(
             name="quadratic",
@@ -115,6 +121,7 @@ _TASKS = {
             default_lr=0.5,
             config_keys=("dimension", "batch_size", "evaluation_size"),
             optimizer="sgd",
+            threads=1,
         ),
     )
 }
@@ -164,6 +171,7 @@ def declare_task(
     default_lr: float | None = None,
     config_keys: Sequence[str] | None = None,
     optimizer: str | None = None,
+    threads: int | None = None,
     description: str = "user task",
 ) -> Callable[[Function], Function]:
     """Declare what a user's trial function takes, as the built-in tasks do (a decorator).
@@ -180,12 +188,19 @@ def declare_task(
             ``optimizer``, ``lr``, ``epochs``, ``seed``, the schedule's keys, and the keys of
             ``optimizer`` (or of the optimizers the space names).
         optimizer: The registry optimizer the task builds when the config names none.
+        threads: The torch threads a trial runs with (default: the cores, shared among the
+            worker processes); 1 suits a small model.
         description: One line about the task.
 
     Raises:
         TypeError: ``config_keys`` is not a sequence of str.
-        ValueError: ``default_epochs`` < 1, ``default_lr`` not > 0, or an unknown optimizer.
+        ValueError: ``default_epochs`` or ``threads`` < 1, ``default_lr`` not > 0, or an
+            unknown optimizer.
     """
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ValueError(f"`threads` must be an int >= 1, but got {threads=}.")
     if default_epochs is not None and (
         isinstance(default_epochs, bool)
         or not isinstance(default_epochs, int)
@@ -220,6 +235,7 @@ def declare_task(
             default_lr=None if default_lr is None else float(default_lr),
             config_keys=keys,
             optimizer=optimizer,
+            threads=threads,
         )
         setattr(function, _DECLARATION_ATTR, info)
         return function

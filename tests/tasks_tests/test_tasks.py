@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from greedylr.backends import ValidatingReporter
@@ -90,3 +91,15 @@ def test_run_settings_take_the_task_s_declared_keys_and_optimizer(task: str) -> 
     assert settings.lr == info.default_lr
     with pytest.raises(ValueError, match=r"Unknown config key `beta2`; valid keys are \["):
         RunSettings.from_config({"beta2": 0.9}, task=info)  # AdamW's, not SGD's
+
+
+def test_digits_are_read_exactly_as_scikit_learn_loads_them() -> None:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from greedylr.tasks._digits import load_digits
+
+    features, labels = load_digits()
+    expected_features, expected_labels = sklearn_digits(return_X_y=True)
+    np.testing.assert_array_equal(features, expected_features)
+    np.testing.assert_array_equal(labels, expected_labels)
+    assert labels.dtype == expected_labels.dtype
