@@ -441,7 +441,7 @@ def trial_results(study: Any) -> list[TrialResult]:
             last = int(history[-1]["epoch"]) if history else 0
             status, reason = "pruned", f"stopped early at epoch {last}"
         elif trial.state == state.FAIL and attrs.get("fail_reason") == INTERRUPTED:
-            status, reason = "interrupted", "the run was interrupted; a rerun runs it again"
+            status, reason = "interrupted", "stopped by Ctrl-C or SIGTERM; its config runs again"
         elif trial.state == state.FAIL:
             status, reason = "failed", attrs.get("fail_reason", "worker lost (heartbeat)")
         elif trial.state == state.RUNNING:

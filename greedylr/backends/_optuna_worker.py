@@ -143,30 +143,54 @@ def _enqueue_retry(study: Any, trial: Any) -> None:
 
 
 def interrupt_trials(study: Any, pids: set[int], *, ownerless: bool = False) -> int:
-    """Mark the RUNNING trials of these stopped local workers as interrupted.
+    """Mark the trials of these stopped local workers as interrupted and queue them again.
 
-    An interrupted trial is not a failure of its config: a rerun runs it again
-    (:func:`retry_interrupted_trials`) and it does not count toward ``MAX_RETRIES``.
+    An interrupted trial is not a failure of its config: its retry runs first when the study
+    goes on (at once on a shared study that other workers still work on; on a rerun
+    otherwise), and it does not count toward ``MAX_RETRIES``.
 
     Args:
-        pids: The workers stopped by the interruption.
-        ownerless: Also mark RUNNING trials that never recorded a worker (asked just before
-            the interruption): only safe when no other worker of this study runs.
+        pids: The workers stopped by the interruption (their RUNNING trials, and those that
+            already ended as interrupted, are queued again).
+        ownerless: Also RUNNING trials that never recorded a worker (asked just before the
+            interruption): only safe when no other worker of this study runs.
+
+    Returns:
+        How many trials were queued again.
     """
     optuna = optuna_module()
-    machine, count = _machine(), 0
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    state = optuna.trial.TrialState
+    machine, marked = _machine(), set()
+
+    def stopped_here(trial: Any) -> bool:
         owner = trial.user_attrs.get("worker")
-        if owner is None and not ownerless:
-            continue
-        if owner is not None and (owner.get("host") != machine or owner.get("pid") not in pids):
+        if owner is None:
+            return ownerless and trial.state == state.RUNNING
+        return owner.get("host") == machine and owner.get("pid") in pids
+
+    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        if not stopped_here(trial):
             continue
         try:
             optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", INTERRUPTED)
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            study.tell(trial.number, state=state.FAIL)
         except (RuntimeError, ValueError):
             continue
-        count += 1
+        marked.add(trial.number)
+    trials = study.get_trials(deepcopy=False)
+    retried = retries_of(trials)
+    count = 0
+    for trial in trials:
+        interrupted = (
+            trial.state == state.FAIL and trial.user_attrs.get("fail_reason") == INTERRUPTED
+        )
+        if (
+            interrupted
+            and trial.number not in retried
+            and (trial.number in marked or stopped_here(trial))
+        ):
+            _enqueue_retry(study, trial)
+            count += 1
     return count
 
 

@@ -163,8 +163,11 @@ def test_ctrl_c_inside_an_import_interrupts_the_trial_instead_of_failing_it(
     assert tuner.returncode == 130, stderr
     assert seconds < 2.0, f"the workers ran on for {seconds:.1f} s after Ctrl-C"
     trials = trials_of(tmp_path / "run")
-    assert len(trials) == 2, "a worker went on asking trials after Ctrl-C"
-    for trial in trials:
+    asked = [t for t in trials if t.state != optuna.trial.TrialState.WAITING]
+    assert len(asked) == 2, "a worker went on asking trials after Ctrl-C"
+    waiting = [t.user_attrs.get("retry_of") for t in trials if t not in asked]
+    assert sorted(waiting) == [t.number for t in asked], "each is queued to run again"
+    for trial in asked:
         assert trial.user_attrs.get("fail_reason") == "interrupted", trial.user_attrs
         assert "traceback" not in trial.user_attrs
 
@@ -250,3 +253,36 @@ def test_report_reads_a_study_that_is_still_running(tmp_path: Path) -> None:
     finally:
         (markers / "release").touch()
         assert tuner.wait(timeout=300) == 0
+
+
+def test_an_interrupted_worker_of_a_shared_study_leaves_its_trial_to_the_others(
+    tmp_path: Path,
+) -> None:
+    markers = tmp_path / "markers"
+    command = tune_command(
+        tmp_path, "blocks", "--workers", "1", "--early-stopping", "none", trials=4
+    )
+    tuner = start(command)
+    wait_for(lambda: len(list(markers.glob("started-*"))) == 1, "the tuner's trial", process=tuner)
+    journal = tmp_path / "run" / "study.log"
+    joined = start([sys.executable, "-m", "greedylr", "worker", "--storage", str(journal),
+                    "--study", "run"])  # fmt: skip
+    wait_for(lambda: len(list(markers.glob("started-*"))) == 2, "the joined worker's trial")
+    joined.send_signal(signal.SIGINT)
+    _, stderr = joined.communicate(timeout=60)
+    assert joined.returncode == 130, stderr
+    assert stderr.count("interrupted") == 1, stderr
+    (markers / "release").touch()
+    _, stderr = tuner.communicate(timeout=300)
+    assert tuner.returncode == 0, stderr
+    trials = trials_of(tmp_path / "run")
+    interrupted = [t for t in trials if t.user_attrs.get("fail_reason") == "interrupted"]
+    assert len(interrupted) == 1
+    assert interrupted[0].user_attrs["worker"]["pid"] == joined.pid
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(retries) == 1
+    assert retries[0].params == interrupted[0].params
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4, [
+        (t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials
+    ]
