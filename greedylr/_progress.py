@@ -26,6 +26,11 @@ class Progress:
         experiment: The job (its ``n_trials``).
         snapshot: Where the study stands now.
         enabled: Draw the bar (the results are saved either way).
+        on_change: Called from the thread when the counts changed (at most every
+            ``save_every`` seconds).
+        stream: Where the bar goes (default: stderr).
+        interval: Seconds between two looks at the study.
+        save_every: The least seconds between two calls of ``on_change``.
     """
 
     def __init__(
@@ -62,11 +67,17 @@ class Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            if self._enabled:
-                self._draw(self._snapshot(), final=True)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the thread (waiting for a save under way) and draw the last line; once."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join()
+        if self._enabled:
+            self._draw(self._snapshot(), final=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -1,9 +1,10 @@
 """Ctrl-C, ``kill -INT`` and ``kill -TERM``: one way to stop a tuner and its workers.
 
 The first SIGINT or SIGTERM a process gets raises :class:`Interrupted` (a ``KeyboardInterrupt``)
-wherever the process is, and marks the process as stopping; later ones are ignored, so the
-clean-up that the first started (marking the running trial as interrupted, stopping the workers)
-is not itself interrupted. Code that catches broad exceptions asks :func:`stopping` to tell an
+wherever the process is, and marks the process as stopping. The second is ignored, so the
+clean-up that the first started (marking the running trials as interrupted, stopping the
+workers, writing the results; about a second) is not itself cut short; a third ends the
+process at once. Code that catches broad exceptions asks :func:`stopping` to tell an
 interruption from a failure: a ``KeyboardInterrupt`` raised inside an import surfaces as another
 exception (``RuntimeError: Error calling __set_name__ ...``).
 """
@@ -11,6 +12,7 @@ exception (``RuntimeError: Error calling __set_name__ ...``).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -30,13 +32,31 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-_stopping = threading.Event()
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FORCE_AFTER = 3  # the third stop signal ends the process without clean-up
+
+
+class _State:
+    """What this process has seen: the stop signals, the first one's number."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.count = 0
+        self.first = signal.SIGINT
+        self.last = signal.SIGINT
+
+
+_state = _State()
 
 
 def stopping() -> bool:
-    """Whether this process got a stop signal while :func:`stop_on_signals` was active."""
-    return _stopping.is_set()
+    """Whether this process got a stop signal while the handlers were installed."""
+    return _state.stopping.is_set()
+
+
+def interruption() -> Interrupted:
+    """The :class:`Interrupted` of the first stop signal (SIGINT if none came)."""
+    return Interrupted(_state.first)
 
 
 def exit_code(error: BaseException) -> int:
@@ -45,44 +65,88 @@ def exit_code(error: BaseException) -> int:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    if _stopping.is_set():
+    _state.count += 1
+    _state.last = signal.Signals(signum)
+    if _state.count >= _FORCE_AFTER:
+        os._exit(128 + signum)
+    if _state.stopping.is_set():
         return
-    _stopping.set()
+    _state.stopping.set()
+    _state.first = signal.Signals(signum)
     raise Interrupted(signum)
+
+
+def install_stop_handlers() -> None:
+    """Install the handlers for good, with a fresh state (a forked worker's whole life)."""
+    global _state
+    _state = _State()  # a forked child must not share its parent's lock
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _handler)
 
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Turn the first SIGINT or SIGTERM into :class:`Interrupted`; ignore later ones.
+    """Turn the first SIGINT or SIGTERM into :class:`Interrupted` (see the module).
 
     Only the main thread can install signal handlers; elsewhere this only resets
-    :func:`stopping`. On exit the process is no longer stopping: a later run starts afresh.
+    :func:`stopping`. On exit the handlers before are back and the process is no longer
+    stopping: a later run starts afresh.
     """
     if threading.current_thread() is not threading.main_thread():
-        _stopping.clear()
+        _state.stopping.clear()
         try:
             yield
         finally:
-            _stopping.clear()
+            _state.stopping.clear()
         return
-    before = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     install_stop_handlers()
     try:
         yield
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
-        _stopping.clear()
+        _state.stopping.clear()
 
 
-def install_stop_handlers() -> None:
-    """Install the handlers of :func:`stop_on_signals` for good (a worker process's life)."""
-    global _stopping
-    _stopping = threading.Event()  # a fresh one: a forked child must not share its lock
-    for signum in _STOP_SIGNALS:
-        signal.signal(signum, _handler)
+@contextlib.contextmanager
+def clean_up() -> Iterator[None]:
+    """Ignore stop signals while the block runs (a clean-up: marking trials, writing files).
+
+    In a process that was not stopping yet, a signal that came meanwhile is raised as
+    :class:`Interrupted` once the block is done; otherwise it was the second, ignored.
+    """
+    was_stopping, seen = _state.stopping.is_set(), _state.count
+    _state.stopping.set()
+    try:
+        yield
+    finally:
+        if not was_stopping:
+            _state.stopping.clear()
+    if not was_stopping and _state.count > seen:
+        _state.stopping.set()
+        _state.first = _state.last
+        raise Interrupted(_state.last)
 
 
-def ignore_stop_signals() -> None:
-    """From now on this process ignores SIGINT and SIGTERM (its clean-up is under way)."""
-    _stopping.set()
+@contextlib.contextmanager
+def deferred_stop_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block is done (they arrive right after it).
+
+    For steps that must not be cut in two: creating a study and storing what it is, starting
+    a worker process and recording it. A process forked inside starts with them held back
+    too, until it calls :func:`release_stop_signals`.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def release_stop_signals() -> None:
+    """Let SIGINT and SIGTERM in again (in a worker forked inside a deferred block)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
 import sys
-import threading
-import time
 import zlib
 from collections.abc import Callable
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from greedylr._progress import Progress
-from greedylr._signals import ignore_stop_signals
-from greedylr._signals import install_stop_handlers
+from greedylr._signals import clean_up
+from greedylr._signals import deferred_stop_signals
+from greedylr._signals import interruption
 from greedylr._signals import stop_on_signals
+from greedylr._signals import stopping
 from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._contract import function_path
 from greedylr.backends._contract import load_trial_function
@@ -36,13 +30,6 @@ from greedylr.tasks import task_slug
 
 
 STORAGE_ENV = "GREEDYLR_STORAGE"
-
-
-class WorkerError(RuntimeError):
-    """Worker processes keep dying; the study so far is kept."""
-
-
-_RESTARTS_PER_WORKER = 3
 
 
 def tune(
@@ -129,15 +116,46 @@ def tune(
     slug = task_slug(task_name)
     out = Path(out) if out is not None else Path("runs") / f"{slug}-{schedule}-seed{seed}"
     _check_writable(out)
-    study_name = study or out.resolve().name
+    with stop_on_signals():
+        try:
+            return _run(
+                experiment,
+                out,
+                storage=storage,
+                study=study,
+                workers=workers,
+                heartbeat=heartbeat,
+                progress=progress,
+                threads=resolve_task(task_name).threads,
+            )
+        except Exception as error:
+            if stopping():  # a Ctrl-C that landed in an import surfaces as another error
+                raise interruption() from error
+            raise
+
+
+def _run(
+    experiment: Experiment,
+    out: Path,
+    *,
+    storage: str | None,
+    study: str | None,
+    workers: int,
+    heartbeat: int | None,
+    progress: bool,
+    threads: int | None,
+) -> TuneResult:
     from greedylr.backends import _optuna
+    from greedylr.backends import _optuna_local
     from greedylr.backends import _optuna_worker
 
+    study_name = study or out.resolve().name
     url = storage or str(out / "study.log")
     optuna_storage = _optuna.open_storage(url, heartbeat=heartbeat)
-    optuna_study, resumed = _optuna.create_or_load_study(
-        optuna_storage, study_name, experiment, heartbeat=heartbeat
-    )
+    with deferred_stop_signals():  # a study is created whole, with what it is
+        optuna_study, resumed = _optuna.create_or_load_study(
+            optuna_storage, study_name, experiment, heartbeat=heartbeat
+        )
     heartbeat = _optuna.study_heartbeat(optuna_study)
     if resumed and not _optuna.is_journal(url):  # every worker beats at the study's interval
         optuna_study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
@@ -156,23 +174,19 @@ def tune(
         _optuna_worker.retry_interrupted_trials(optuna_study)
         trials = optuna_study.get_trials(deepcopy=False)
         done = _optuna.census(trials).done
+        more = f" (it asks for {experiment.n_trials}, more than --trials {asked})"
         _say(
             f"continuing the study {study_name!r}: {done} of {experiment.n_trials} trials done"
-            + (
-                f" (it asks for {experiment.n_trials}, more than --trials {asked})"
-                if asked < experiment.n_trials
-                else ""
-            ),
+            + (more if asked < experiment.n_trials else "")
         )
     optuna_study.set_user_attr(_optuna.SESSION_ATTR, _optuna.next_trial(trials))
     left = experiment.n_trials - _optuna.census(trials).done
     workers = max(1, min(workers, left))  # never more workers than trials left
-    cores = os.cpu_count() or 1
-    threads = resolve_task(task_name).threads  # torch threads a trial uses (None: all it gets)
+    cores = _optuna_local.cpu_count()
     if workers > cores:
         _say(
             f"{workers} workers on {cores} CPU cores: trials share the cores, so each runs "
-            f"about {workers / cores:.1f}x slower",
+            f"about {workers / cores:.1f}x slower"
         )
 
     def snapshot() -> Census:
@@ -182,30 +196,30 @@ def tune(
         write_result(build_result(experiment, _optuna.trial_results(optuna_study), out))
 
     monitor = Progress(experiment, snapshot, progress, on_change=save)
-    with stop_on_signals():
-        try:
-            with monitor:
-                if workers == 1:
-                    with _torch_threads(threads or cores):
-                        _run_local_worker(optuna_study, ownerless=_optuna.is_journal(url))
-                else:
-                    _run_worker_processes(
-                        optuna_study,
-                        url,
-                        study_name,
-                        workers=workers,
-                        heartbeat=heartbeat,
-                        threads=min(threads or cores, max(1, cores // workers)),
-                        lock=monitor.lock,
-                    )
-        finally:
-            with _no_interruption():  # a second Ctrl-C must not cut the files short
-                result = build_result(experiment, _optuna.trial_results(optuna_study), out)
-                write_result(result)
+    try:
+        with monitor:
+            if workers == 1:
+                with _optuna_local.torch_threads(threads or cores):
+                    _optuna_local.work(optuna_study, worker_index=0, ownerless=True)
+            else:
+                _optuna_local.run_worker_processes(
+                    optuna_study,
+                    url,
+                    study_name,
+                    workers=workers,
+                    heartbeat=heartbeat,
+                    threads=min(threads or cores, max(1, cores // workers)),
+                    lock=monitor.lock,
+                )
+    finally:
+        with clean_up():  # a second Ctrl-C must not cut the files short
+            monitor.close()  # its last save may not overlap this one
+            result = build_result(experiment, _optuna.trial_results(optuna_study), out)
+            write_result(result)
     failure = _optuna.first_task_failure(optuna_study)
-    if failure is not None and result.best_config is None:
+    if failure is not None:
         raise TaskFailedError(
-            f"The task failed in its first {_optuna.FAILURES_BEFORE_STOP} trials "
+            f"The task failed in the first {_optuna.FAILURES_BEFORE_STOP} trials of this run "
             f"({failure.user_attrs.get('fail_reason', 'error')}); the study stopped. "
             f"Every traceback is in {out / 'failures'}/.",
             details=failure.user_attrs.get("traceback", ""),
@@ -241,162 +255,6 @@ def _check_writable(out: Path) -> None:
         ) from None
 
 
-@contextlib.contextmanager
-def _no_interruption() -> Iterator[None]:
-    """Ignore further stop signals while the results are written."""
-    ignore_stop_signals()
-    yield
-
-
-def _run_local_worker(study: Any, *, ownerless: bool) -> None:
-    """Run trials in this process; an interruption marks its trial as interrupted."""
-    from greedylr.backends import _optuna_worker
-
-    try:
-        _optuna_worker.run_worker(study)
-    except KeyboardInterrupt:
-        with _no_interruption():
-            _optuna_worker.interrupt_trials(study, {os.getpid()}, ownerless=ownerless)
-        raise
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """Run with ``threads`` torch threads, then restore the previous count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _local_worker_main(
-    url: str, study_name: str, index: int, threads: int, heartbeat: int | None, parent: int
-) -> None:  # pragma: no cover - runs in a forked worker process
-    """A local worker: forked from the tuner, so torch, Optuna and the task are imported."""
-    from greedylr.backends._optuna import is_journal
-
-    _die_with_parent()
-    if os.getppid() != parent:  # the tuner died before the line above
-        os._exit(1)
-    install_stop_handlers()
-    try:
-        # A journal file is cheap to poll: the run ends as soon as its last trial does.
-        join_study(
-            url,
-            study_name,
-            worker_index=index,
-            threads=threads,
-            heartbeat=heartbeat,
-            poll_seconds=_LOCAL_POLL_SECONDS if is_journal(url) else 0.5,
-        )
-    except KeyboardInterrupt:
-        os._exit(130)  # quietly: the tuner says "interrupted" once
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-_LOCAL_POLL_SECONDS = 0.05
-_STOP_SECONDS = 1.0  # an interrupted worker has this long to mark its trial, then it is killed
-
-
-def _run_worker_processes(
-    study: Any,
-    url: str,
-    study_name: str,
-    *,
-    workers: int,
-    heartbeat: int | None,
-    threads: int,
-    lock: threading.Lock,
-) -> None:
-    """Run ``workers`` local worker processes until the study is done; restart dead ones.
-
-    Workers are forked from this process, which has imported torch, Optuna and the task, so a
-    worker starts its first trial at once. ``lock`` is held by the progress thread while it
-    reads the study or writes, so a fork never copies a half-taken lock.
-    """
-    from greedylr.backends import _optuna
-    from greedylr.backends import _optuna_worker
-
-    experiment = _optuna.load_experiment(study)
-    context = multiprocessing.get_context("fork")
-    # The first torch optimizer of a process imports torch._dynamo (over a second): once
-    # here, not in every worker.
-    import torch._dynamo  # noqa: F401
-
-    def start(index: int) -> Any:
-        process = context.Process(
-            target=_local_worker_main,
-            args=(url, study_name, index, threads, heartbeat, os.getpid()),
-            name=f"greedylr-worker-{index}",
-            daemon=False,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        with lock:
-            process.start()
-        return process
-
-    processes: dict[int, Any] = {}
-    started = workers
-    empty_deaths = 0  # workers that died without a trial: a broken setup, not a bad config
-    try:
-        for index in range(workers):
-            processes[index] = start(index)
-        while processes:
-            multiprocessing.connection.wait([p.sentinel for p in processes.values()], 1.0)
-            for index, process in list(processes.items()):
-                code = process.exitcode
-                if code is None:
-                    continue
-                del processes[index]
-                if code == 0:
-                    continue
-                # A trial that killed its worker is retried (at most MAX_RETRIES times).
-                if not _optuna_worker.retry_dead_local_trials(study, pids={process.pid}):
-                    empty_deaths += 1
-                    if empty_deaths > _RESTARTS_PER_WORKER * workers:
-                        raise WorkerError(
-                            f"Worker processes keep dying before running a trial (last exit "
-                            f"code {code}); see their messages above."
-                        )
-                now = _optuna.census(study.get_trials(deepcopy=False))
-                left = experiment.n_trials - now.done - len(processes)
-                if left > 0 and _optuna.first_task_failure(study) is None:
-                    processes[index] = start(started)
-                    started += 1
-    except BaseException:
-        with _no_interruption():
-            _stop_workers(list(processes.values()))
-            pids = {p.pid for p in processes.values()}
-            _optuna_worker.interrupt_trials(study, pids, ownerless=_optuna.is_journal(url))
-        raise
-
-
-def _stop_workers(processes: list[Any]) -> None:
-    """SIGINT every live worker; SIGKILL those still running after ``_STOP_SECONDS``."""
-    for process in processes:
-        if process.exitcode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGINT)
-    deadline = time.monotonic() + _STOP_SECONDS
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.exitcode is None:
-            process.kill()
-            process.join()
-
-
 def remote_worker_index() -> int:
     """A worker index for ``greedylr worker`` on any machine: distinct per host and process."""
     return zlib.crc32(f"{os.uname().nodename}:{os.getpid()}".encode()) % 1_000_000 + 1000
@@ -409,26 +267,29 @@ def join_study(
     worker_index: int | None = None,
     threads: int | None = None,
     heartbeat: int | None = None,
-    poll_seconds: float = 0.5,
 ) -> None:
     """Work on an existing study until it is done (``greedylr worker``).
 
-    Args:
-        poll_seconds: How often a worker with nothing left to ask looks again (for trials of
-            dead workers to retry, or the end of the study).
-    """
-    from greedylr.backends import _optuna
-    from greedylr.backends import _optuna_worker
+    Ctrl-C or SIGTERM marks the running trial as interrupted and queues it again for the
+    other workers, then raises ``KeyboardInterrupt``.
 
-    study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
-    stored = _optuna.study_heartbeat(study)
-    if stored != heartbeat and not _optuna.is_journal(url):
-        study = _optuna.load_study(url, study_name, heartbeat=stored)
-    index = remote_worker_index() if worker_index is None else worker_index
-    with stop_on_signals(), _torch_threads(threads or os.cpu_count() or 1):
-        try:
-            _optuna_worker.run_worker(study, worker_index=index, poll_seconds=poll_seconds)
-        except KeyboardInterrupt:
-            with _no_interruption():
-                _optuna_worker.interrupt_trials(study, {os.getpid()})
-            raise
+    Args:
+        url: The study's storage URL.
+        study_name: The study's name.
+        worker_index: Seeds this worker's sampler (default: from the host and the pid).
+        threads: Torch threads (default: every CPU this process may use).
+        heartbeat: Seconds between RDB heartbeats (the study's own interval wins).
+
+    Raises:
+        ValueError: No such study, or a storage that cannot be opened.
+    """
+    from greedylr.backends import _optuna_local
+
+    _optuna_local.join_with_handlers(
+        url,
+        study_name,
+        worker_index=remote_worker_index() if worker_index is None else worker_index,
+        threads=threads or _optuna_local.cpu_count(),
+        heartbeat=heartbeat,
+        poll_seconds=0.5,
+    )

@@ -211,8 +211,6 @@ def helper(config):
 """
 
 
-# needs the lead's TaskFailedError raising in _tune.py (`tune()` raises it when the first trials
-# all fail with the same task error); the CLI prints its `details`, then one line.
 def test_a_task_that_always_fails_prints_its_traceback_and_exits_1(tmp_path: Path) -> None:
     (tmp_path / "broken_task.py").write_text(_BROKEN_TASK)
     result = greedylr(

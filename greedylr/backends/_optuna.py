@@ -98,21 +98,21 @@ class FileLock:
     Optuna's own journal locks (a symlink or an ``O_EXCL`` file) outlive a killed holder and are
     broken only after a 30 s grace period. ``flock`` needs a local file system; for NFS, use an
     RDB storage. The file is opened per ``acquire`` so that forked workers never share the lock.
+    A writer killed in the middle of a record leaves a torn last line; the next holder cuts it
+    off before it appends, or every reader of the journal would fail on it.
     """
 
     def __init__(self, journal: str) -> None:
+        self._journal = journal
         self._path = journal + ".flock"
         self._fd: int | None = None
 
     def acquire(self) -> bool:
         """Block until this process holds the lock."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        self.release()  # an acquire cut short by a signal may have left one behind
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        _cut_torn_line(self._journal)
         return True
 
     def release(self) -> None:
@@ -120,6 +120,28 @@ class FileLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the only descriptor releases the flock
+
+
+def _cut_torn_line(path: str) -> None:
+    """Truncate a journal that does not end with a newline back to its last whole record."""
+    with open(path, "rb+") as journal:
+        size = journal.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        journal.seek(size - 1)
+        if journal.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            journal.seek(start)
+            chunk = journal.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                journal.truncate(start + newline + 1)
+                return
+            end = start
+        journal.truncate(0)
 
 
 def is_journal(url: str) -> bool:
@@ -214,22 +236,34 @@ def make_pruner(experiment: Experiment) -> Any:
 
 
 def pruner_epochs(experiment: Experiment) -> Callable[[int], bool]:
-    """Whether the pruner ever reads a trial's loss at this epoch.
+    """For one trial: whether the pruner reads the loss reported at this epoch.
 
-    Only those epochs are stored as the trial goes (each is a write to the storage, the largest
-    per-trial cost of a small task); the whole history is stored when the trial ends. None for
-    ``none``; the rungs ``min_epochs * reduction_factor**k`` for successive halving and
-    Hyperband (every bracket's rungs are among them); every epoch for ``median``.
+    Only those epochs are stored as the trial goes (each is a write to the storage, the
+    largest per-trial cost of a small task); the whole history is stored when the trial ends.
+    Successive halving and Hyperband judge a trial at the first report at or past each rung
+    ``min_epochs * reduction_factor**k`` (every bracket's rungs are among them), so that
+    report is stored, whichever epochs the task reports; ``median`` reads every epoch;
+    ``none``, none. Call it anew for each trial: it remembers the rungs passed.
     """
     if experiment.early_stopping == "none":
         return lambda epoch: False
-    if experiment.early_stopping in ("asha", "sha", "hyperband"):
-        rungs, epoch = set(), experiment.min_epochs
-        while epoch <= experiment.max_epochs:
-            rungs.add(epoch)
-            epoch *= experiment.reduction_factor
-        return rungs.__contains__
-    return lambda epoch: True
+    if experiment.early_stopping not in ("asha", "sha", "hyperband"):
+        return lambda epoch: True
+    rungs, rung = [], experiment.min_epochs
+    while rung <= experiment.max_epochs:
+        rungs.append(rung)
+        rung *= experiment.reduction_factor
+    passed = 0
+
+    def read(epoch: int) -> bool:
+        nonlocal passed
+        if passed == len(rungs) or epoch < rungs[passed]:
+            return False
+        while passed < len(rungs) and rungs[passed] <= epoch:
+            passed += 1
+        return True
+
+    return read
 
 
 def worker_seed(run_seed: int, worker_index: int, trials_before: int) -> int:
@@ -387,33 +421,34 @@ def raised_by_task(trial: Any) -> bool:
 
 
 def first_task_failure(study: Any) -> Any | None:
-    """The first failed trial, when this session's first done trials all failed by raising.
+    """The first failed trial, when the task looks broken in this run; else ``None``.
 
-    A session starts when ``greedylr tune`` (re)starts the study. When its first
-    ``FAILURES_BEFORE_STOP`` done trials all failed with an error raised by the task (or a
-    killed worker), the task is broken: the study stops instead of running every trial.
+    A run starts when ``greedylr tune`` (re)starts the study. The task is broken when the
+    first ``FAILURES_BEFORE_STOP`` configs the run asked all ended failed by an error the task
+    raised or by killing their worker (each config counted once: a config whose worker dies
+    is retried first, and only its last retry decides), and no trial of the run completed.
     NaN losses, pruning and interruptions are results, not a broken task.
-
-    Returns:
-        The first such trial, or ``None`` while the study should go on.
     """
     state = optuna_module().trial.TrialState
     first = study.user_attrs.get(SESSION_ATTR, 0)
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.number >= first
-        and not t.user_attrs.get("surplus")
-        and t.state in (state.COMPLETE, state.PRUNED, state.FAIL)
-        and t.user_attrs.get("fail_reason") != INTERRUPTED
-    ]
-    head = sorted(done, key=lambda t: t.datetime_complete or t.datetime_start)
-    head = head[:FAILURES_BEFORE_STOP]
-    if len(head) < FAILURES_BEFORE_STOP or not all(
-        t.state == state.FAIL and raised_by_task(t) for t in head
-    ):
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number >= first]
+    if any(t.state == state.COMPLETE for t in trials):
         return None
-    return head[0]
+    by_number = {t.number: t for t in trials}
+    retried = retries_of(trials)
+    originals = sorted(
+        (t for t in trials if is_original(t) and t.user_attrs.get("fail_reason") != INTERRUPTED),
+        key=lambda t: t.number,
+    )[:FAILURES_BEFORE_STOP]
+    if len(originals) < FAILURES_BEFORE_STOP:
+        return None
+    for trial in originals:
+        last = trial
+        while last.number in retried:  # a retry comes later: it is in this run too
+            last = by_number[retried[last.number]]
+        if not (last.state == state.FAIL and raised_by_task(last)):
+            return None
+    return originals[0]
 
 
 def trial_results(study: Any) -> list[TrialResult]:

@@ -43,6 +43,9 @@ from greedylr.searchers import to_optuna
 
 
 MAX_RETRIES = 2  # a config whose worker dies three times is not run again
+# A running trial's history is stored when it ends, and every this many seconds before: what
+# `greedylr report` shows of it, and what is left of it if its worker is killed.
+HISTORY_SECONDS = 5.0
 
 
 class _TrialFailed(Exception):
@@ -280,7 +283,7 @@ def run_worker(
         now = census(trials)
         if now.done >= experiment.n_trials:
             return
-        if now.completed == 0 and now.failed and first_task_failure(study) is not None:
+        if now.failed and first_task_failure(study) is not None:
             return  # the tuner shows the error; running more trials would only repeat it
         if now.originals >= experiment.n_trials and now.waiting == 0:
             # Others are finishing. A trial whose worker dies now is retried: this machine's
@@ -327,8 +330,13 @@ class _Objective:
         exempt = bool(trial.user_attrs.get("defaults"))
 
         read = pruner_epochs(self._experiment)
+        saved = time.monotonic()
 
         def forward(epoch: int, loss: float, metrics: dict[str, float]) -> None:
+            nonlocal saved
+            if time.monotonic() - saved > HISTORY_SECONDS:  # a long trial shows its progress
+                trial.set_user_attr("history", reporter.history)
+                saved = time.monotonic()
             if not read(epoch):
                 return
             trial.report(loss, step=epoch)

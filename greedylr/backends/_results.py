@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -185,7 +187,9 @@ def build_result(experiment: Experiment, records: Sequence[TrialResult], out: Pa
         history = history[ordered]
     completed = [r for r in records if r.status == "completed" and math.isfinite(r.final_loss)]
     best = min(completed, key=lambda r: (r.final_loss, r.trial), default=None)
-    default = next((r for r in ordered_records if r.is_default), None)
+    # A defaults trial that was interrupted or lost is run again, as a later trial: the last
+    # one is the defaults trial that counts.
+    default = max((r for r in records if r.is_default), key=lambda r: r.trial, default=None)
     return TuneResult(
         experiment=experiment,
         trials=trials,
@@ -300,11 +304,12 @@ def _best_of(trials: pd.DataFrame) -> tuple[int | None, float, dict[str, Any] | 
 
 
 def _default_of(trials: pd.DataFrame) -> tuple[int | None, float]:
-    """The defaults trial of a table: its id and, if it completed, its final loss."""
+    """The defaults trial of a table (the last run of its config): its id and, if it
+    completed, its final loss."""
     defaults = trials[trials["defaults"]] if len(trials) else trials
     if not len(defaults):
         return None, math.nan
-    row = defaults.iloc[0]
+    row = defaults.sort_values("trial").iloc[-1]
     completed = row["status"] == "completed" and _finite(row["final_loss"])
     return int(row["trial"]), float(row["final_loss"]) if completed else math.nan
 
@@ -332,6 +337,7 @@ def _json_float(value: float) -> float | None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
+    """Write ``path`` whole or not at all; writers in other threads or processes never meet."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_text(text)
     temporary.replace(path)

@@ -114,4 +114,4 @@ class BackendContractSuite:
         result = self.run(
             "threads", tmp_path, workers=2, n_trials=4, max_epochs=2, early_stopping="none"
         )
-        assert set(result.history["threads"]) == {max(1, (os.cpu_count() or 1) // 2)}
+        assert set(result.history["threads"]) == {max(1, len(os.sched_getaffinity(0)) // 2)}

@@ -152,6 +152,21 @@ def test_a_defaults_trial_that_did_not_complete_has_no_loss(tmp_path: Path) -> N
     assert (read.default_trial, math.isnan(read.default_loss)) == (0, True)
 
 
+def test_an_interrupted_defaults_trial_counts_by_its_retry(tmp_path: Path) -> None:
+    records = [
+        TrialResult(0, "interrupted", "", {"lr": 1.0}, _epochs([3.0], 1.0), is_default=True),
+        TrialResult(1, "completed", "", {"lr": 0.2}, _epochs([0.9, 0.4], 0.2)),
+        TrialResult(2, "completed", "", {"lr": 1.0}, _epochs([3.0, 0.5], 1.0), is_default=True),
+    ]
+    result = build_result(_experiment(), records, tmp_path / "run")
+    assert (result.default_trial, result.default_loss) == (2, 0.5)
+    write_experiment(result.out, result.experiment, {})
+    write_result(result)
+    (result.out / "best.json").unlink()  # a run still going: derived from trials.csv alone
+    read = read_result(result.out)
+    assert (read.default_trial, read.default_loss) == (2, 0.5)
+
+
 def test_a_run_with_no_trial_finished_yet_reads_as_empty(tmp_path: Path) -> None:
     out = tmp_path / "run"
     write_experiment(out, _experiment(), {})  # what the tuner writes before any trial ends

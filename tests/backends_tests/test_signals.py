@@ -225,7 +225,7 @@ def test_the_defaults_trial_is_never_stopped_early(tmp_path: Path) -> None:
 
 
 def test_never_more_workers_than_trials_and_one_note_on_cores(tmp_path: Path) -> None:
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     command = tune_command(tmp_path, "quick", "--workers", "1000", trials=cores + 1)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -286,3 +286,25 @@ def test_an_interrupted_worker_of_a_shared_study_leaves_its_trial_to_the_others(
     assert len(complete) == 4, [
         (t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials
     ]
+
+
+def test_sigterm_stops_a_run_whose_trials_run_in_the_tuner_itself(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    command = tune_command(
+        tmp_path, "blocks", "--workers", "1", "--early-stopping", "none", trials=2
+    )
+    tuner = start(command)
+    wait_for(lambda: list(markers.glob(f"started-{tuner.pid}")), "its trial", process=tuner)
+    tuner.send_signal(signal.SIGTERM)
+    _, stderr = tuner.communicate(timeout=60)
+    assert tuner.returncode == 143, stderr
+    assert stderr.count("interrupted") == 1, stderr
+    trials = trials_of(tmp_path / "run")
+    assert [t.user_attrs.get("fail_reason") for t in trials if "retry_of" not in t.user_attrs] == [
+        "interrupted"
+    ]
+    (markers / "release").touch()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    done = [t for t in trials_of(tmp_path / "run") if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2
