@@ -147,30 +147,32 @@ def _run(
 ) -> TuneResult:
     from greedylr.backends import _optuna
     from greedylr.backends import _optuna_local
+    from greedylr.backends import _optuna_storage
     from greedylr.backends import _optuna_worker
 
     study_name = study or out.resolve().name
     url = storage or str(out / "study.log")
-    optuna_storage = _optuna.open_storage(url, heartbeat=heartbeat)
+    journal = _optuna_storage.is_journal(url)  # a file on this machine: no heartbeat
+    optuna_storage = _optuna_storage.open_storage(url, heartbeat=heartbeat)
     with deferred_stop_signals():  # a study is created whole, with what it is
         optuna_study, resumed = _optuna.create_or_load_study(
             optuna_storage, study_name, experiment, heartbeat=heartbeat
         )
     heartbeat = _optuna.study_heartbeat(optuna_study)
-    if resumed and not _optuna.is_journal(url):  # every worker beats at the study's interval
+    if resumed and not journal:  # every worker beats at the study's interval
         optuna_study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
     asked = experiment.n_trials
     experiment = _optuna.load_experiment(optuna_study)  # a rerun never lowers n_trials
     write_experiment(
         out,
         experiment,
-        {"storage": _optuna.hide_password(url), "study": study_name, "workers": workers},
+        {"storage": _optuna_storage.hide_password(url), "study": study_name, "workers": workers},
     )
     trials = optuna_study.get_trials(deepcopy=False)
     if resumed:
         # A local journal study has no worker left when its tuner starts again: a trial
         # that never recorded its worker was lost too.
-        _optuna_worker.retry_dead_local_trials(optuna_study, ownerless=_optuna.is_journal(url))
+        _optuna_worker.retry_dead_local_trials(optuna_study, ownerless=journal)
         _optuna_worker.retry_interrupted_trials(optuna_study)
         trials = optuna_study.get_trials(deepcopy=False)
         done = _optuna.census(trials).done

@@ -425,7 +425,7 @@ def _tune(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from greedylr._tune import STORAGE_ENV
     from greedylr._tune import join_study
-    from greedylr.backends._optuna import is_journal
+    from greedylr.backends._optuna_storage import is_journal
 
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:

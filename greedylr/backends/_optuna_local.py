@@ -26,6 +26,7 @@ from greedylr._signals import install_stop_handlers
 from greedylr._signals import release_stop_signals
 from greedylr._signals import stop_on_signals
 from greedylr.backends import _optuna
+from greedylr.backends import _optuna_storage
 from greedylr.backends import _optuna_worker
 
 
@@ -89,7 +90,7 @@ def join(
     """Open the study and work on it (the body of ``greedylr worker``, without handlers)."""
     study = _optuna.load_study(url, study_name, heartbeat=heartbeat)
     stored = _optuna.study_heartbeat(study)
-    if stored != heartbeat and not _optuna.is_journal(url):
+    if stored != heartbeat and not _optuna_storage.is_journal(url):
         study = _optuna.load_study(url, study_name, heartbeat=stored)
     with torch_threads(threads):
         work(study, worker_index=worker_index, poll_seconds=poll_seconds)
@@ -116,7 +117,7 @@ def _forked_worker(
     release_stop_signals()  # held back since before the fork
     code = 0
     try:
-        poll = _JOURNAL_POLL_SECONDS if _optuna.is_journal(url) else 0.5
+        poll = _JOURNAL_POLL_SECONDS if _optuna_storage.is_journal(url) else 0.5
         join(
             url,
             study_name,
@@ -202,7 +203,7 @@ def run_worker_processes(
         with clean_up():
             stop_workers(list(processes.values()))
             pids = {p.pid for p in processes.values()}
-            _optuna_worker.interrupt_trials(study, pids, ownerless=_optuna.is_journal(url))
+            _optuna_worker.interrupt_trials(study, pids, ownerless=_optuna_storage.is_journal(url))
         raise
 
 

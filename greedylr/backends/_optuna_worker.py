@@ -34,10 +34,10 @@ from greedylr.backends._optuna import is_original
 from greedylr.backends._optuna import load_experiment
 from greedylr.backends._optuna import make_pruner
 from greedylr.backends._optuna import make_sampler
-from greedylr.backends._optuna import optuna_module
 from greedylr.backends._optuna import pruner_epochs
 from greedylr.backends._optuna import retries_of
 from greedylr.backends._optuna import worker_seed
+from greedylr.backends._optuna_storage import optuna_module
 from greedylr.searchers import suggest
 from greedylr.searchers import to_optuna
 

@@ -15,9 +15,10 @@ import greedylr
 from greedylr.backends import Experiment
 from greedylr.backends import TuneResult
 from greedylr.backends import _optuna
+from greedylr.backends import _optuna_storage
 from greedylr.backends import _optuna_worker
-from greedylr.backends._optuna import hide_password
-from greedylr.backends._optuna import mask_secrets
+from greedylr.backends._optuna_storage import hide_password
+from greedylr.backends._optuna_storage import mask_secrets
 from tests.backends_tests.contract_suite import SPACE
 from tests.backends_tests.contract_suite import TOY
 
@@ -51,7 +52,7 @@ def _tune(tmp_path: Path, function: str = "smooth", **options: object) -> TuneRe
 )
 def test_passwords_are_hidden_wherever_they_sit(url: str, shown: str, secrets: list[str]) -> None:
     assert hide_password(url) == shown
-    assert _optuna.secrets_of(url) == secrets
+    assert _optuna_storage.secrets_of(url) == secrets
     masked = mask_secrets(f"error for {url}: auth failed with {secrets}", url)
     assert not any(secret in masked for secret in secrets)
 
@@ -81,7 +82,7 @@ def test_a_trial_interrupted_while_sampling_is_run_again(
 
 def test_an_ownerless_running_trial_is_retried_on_resume(tmp_path: Path) -> None:
     _tune(tmp_path, n_trials=2)
-    storage = _optuna.open_storage(str(tmp_path / "run" / "study.log"))
+    storage = _optuna_storage.open_storage(str(tmp_path / "run" / "study.log"))
     optuna.load_study(study_name="run", storage=storage).ask()  # a worker killed right here
     done = threading.Event()
     result: list[TuneResult] = []
@@ -101,7 +102,7 @@ def test_an_ownerless_running_trial_is_retried_on_resume(tmp_path: Path) -> None
 def test_a_trial_owned_by_this_very_process_is_dead_on_resume(tmp_path: Path) -> None:
     _tune(tmp_path, n_trials=2)
     study = optuna.load_study(
-        study_name="run", storage=_optuna.open_storage(str(tmp_path / "run" / "study.log"))
+        study_name="run", storage=_optuna_storage.open_storage(str(tmp_path / "run" / "study.log"))
     )
     trial = study.ask()  # planted as if this process had run it before a restart
     trial.set_user_attr("worker", _optuna_worker.worker_identity())
@@ -181,7 +182,7 @@ def test_only_one_of_two_racing_tuners_creates_the_study_and_its_defaults() -> N
     outcomes: list[bool] = []
 
     def start() -> None:
-        storage = _optuna.open_storage(url)
+        storage = _optuna_storage.open_storage(url)
         barrier.wait()
         outcomes.append(_optuna.create_or_load_study(storage, name, experiment)[1])
 

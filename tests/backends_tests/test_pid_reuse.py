@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from greedylr.backends import _optuna
+from greedylr.backends import _optuna_storage
 from greedylr.backends._optuna_worker import owner_alive
 from greedylr.backends._optuna_worker import retry_dead_local_trials
 from greedylr.backends._optuna_worker import worker_identity
@@ -56,7 +56,7 @@ def test_a_trial_whose_owner_pid_was_reused_is_retried(
     tmp_path: Path, other_process: subprocess.Popen[bytes]
 ) -> None:
     study = optuna.create_study(
-        study_name="reuse", storage=_optuna.open_storage(str(tmp_path / "study.log"))
+        study_name="reuse", storage=_optuna_storage.open_storage(str(tmp_path / "study.log"))
     )
     pid, started = other_process.pid, _start_time(other_process.pid)
     reused = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})

@@ -187,7 +187,7 @@ def test_a_rerun_after_kill_9_is_not_held_up_by_the_dead_tuners_lock(tmp_path: P
     holder = subprocess.Popen(
         [
             sys.executable, "-c",
-            "import sys, time; from greedylr.backends._optuna import open_storage; "
+            "import sys, time; from greedylr.backends._optuna_storage import open_storage; "
             "lock = open_storage(sys.argv[1])._backend._lock; lock.acquire(); "
             "print('locked', flush=True); time.sleep(600)",
             str(journal),
