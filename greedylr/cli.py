@@ -367,9 +367,6 @@ def _tasks() -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from greedylr._report import best_config_line
-    from greedylr._report import early_stopping_line
-    from greedylr._report import tuning_gain_line
     from greedylr._tune import tune
     from greedylr.searchers import space_from_json
 
@@ -404,6 +401,10 @@ def _tune(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat,
         progress=not args.no_progress,
     )
+    from greedylr._report import best_config_line  # pandas: after the workers started
+    from greedylr._report import early_stopping_line
+    from greedylr._report import tuning_gain_line
+
     if result.best_config is not None:
         print(f"Best loss {result.best_loss:.6g} (trial {result.best_trial})")
         print(best_config_line(result))

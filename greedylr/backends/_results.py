@@ -19,10 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported when a table is built: the tuner forks its workers first
+    import pandas as pd
 
 from greedylr.backends._experiment import Experiment
 
@@ -177,6 +180,8 @@ def build_result(experiment: Experiment, records: Sequence[TrialResult], out: Pa
         row.update({f"config.{key}": value for key, value in record.config.items()})
         rows.append(row)
         history_rows.extend({"trial": record.trial, **epoch} for epoch in record.history)
+    import pandas as pd
+
     trials = pd.DataFrame(rows, columns=None if rows else TRIAL_COLUMNS)
     history = pd.DataFrame(history_rows, columns=None if history_rows else HISTORY_COLUMNS)
     if len(history):
@@ -282,6 +287,8 @@ def read_result(out: Path) -> TuneResult:
 
 
 def _read_table(path: Path, columns: list[str], **options: Any) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.is_file() or not path.stat().st_size:
         return pd.DataFrame(columns=columns)
     return pd.read_csv(path, **options)
@@ -289,6 +296,8 @@ def _read_table(path: Path, columns: list[str], **options: Any) -> pd.DataFrame:
 
 def _best_of(trials: pd.DataFrame) -> tuple[int | None, float, dict[str, Any] | None]:
     """The best completed trial of a table: its id, final loss and config."""
+    import pandas as pd
+
     if not len(trials):
         return None, math.nan, None
     completed = trials[(trials["status"] == "completed") & trials["final_loss"].map(_finite)]
