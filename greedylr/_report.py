@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import NamedTuple
 
 import pandas as pd
 
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-class Report(NamedTuple):
-    """What ``greedylr report RUN`` shows.
+@dataclass(frozen=True)
+class Report:
+    """What ``greedylr report RUN`` shows; unpacks as ``text, figures = report(run)``.
 
     Attributes:
         text: The summary (:func:`summary`).
@@ -34,7 +36,11 @@ class Report(NamedTuple):
 
     text: str
     figures: list[Path]
-    figures_error: str
+    figures_error: str = ""
+
+    def __iter__(self) -> Iterator[Any]:
+        """``text, figures``: what ``report`` returned before it told figure errors apart."""
+        return iter((self.text, self.figures))
 
 
 def report(run: str | Path, *, top: int = 5, figures_folder: str | Path | None = None) -> Report:

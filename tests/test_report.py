@@ -161,7 +161,8 @@ def test_running_and_waiting_trials_are_counted() -> None:
 
 def test_a_run_with_no_trial_finished_yet_is_reported(tmp_path: Path) -> None:
     out = _result(tmp_path, [TrialResult(0, "running", "", {"lr": 0.1}, _history(0.1, lr=0.1))])
-    text, figures, error = report(out)
+    shown = report(out)
+    text, figures, error = shown.text, shown.figures, shown.figures_error
     assert text.splitlines()[1:] == ["No trial finished yet."]
     assert "1 running" in text.splitlines()[0]
     assert (len(figures), error) == (2, "")
@@ -221,7 +222,8 @@ def test_a_run_without_a_completed_trial_draws_a_message(draw: object, statuses:
 
 def test_the_figures_are_written_where_asked(tmp_path: Path) -> None:
     out = _result(tmp_path, _records())
-    text, figures, error = report(out, top=2, figures_folder=tmp_path / "figures")
+    shown = report(out, top=2, figures_folder=tmp_path / "figures")
+    text, figures, error = shown.text, shown.figures, shown.figures_error
     assert error == ""
     folder = tmp_path / "figures"
     assert figures == [folder / "lr_schedules.png", folder / "loss_histories.png"]
@@ -235,12 +237,14 @@ def test_figures_that_cannot_be_written_keep_the_summary(tmp_path: Path) -> None
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     folder = blocker / "figures"  # under a regular file: mkdir fails, as root too
-    text, figures, error = report(out, figures_folder=folder)
+    shown = report(out, figures_folder=folder)
+    text, figures, error = shown.text, shown.figures, shown.figures_error
     assert (text, figures) == (expected, [])
     assert error == f"cannot write figures to {folder}: Not a directory"
     (out / "loss_histories.png").unlink()
     (out / "loss_histories.png").mkdir()  # the figure's own path is taken by a folder
-    text, figures, error = report(out)
+    shown = report(out)
+    text, figures, error = shown.text, shown.figures, shown.figures_error
     assert (text, figures) == (expected, [])
     assert error == f"cannot write figures to {out}: Is a directory"
 
@@ -255,3 +259,10 @@ def test_top_must_be_at_least_one(tmp_path: Path, top: int) -> None:
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is not a run folder: it has no experiment.json"):
         report(tmp_path)
+
+
+def test_report_still_unpacks_as_text_and_figures(tmp_path: Path) -> None:
+    shown = report(_result(tmp_path, _records()))
+    text, figures = shown
+    assert (text, figures) == (shown.text, shown.figures)
+    assert [path.name for path in figures] == ["lr_schedules.png", "loss_histories.png"]
