@@ -11,6 +11,7 @@ with the same config: by the process that launched the worker (it sees the death
 
 from __future__ import annotations
 
+import datetime
 import functools
 import os
 import socket
@@ -46,6 +47,7 @@ MAX_RETRIES = 2  # a config whose worker dies three times is not run again
 # A running trial's history is stored when it ends, and every this many seconds before: what
 # `greedylr report` shows of it, and what is left of it if its worker is killed.
 HISTORY_SECONDS = 5.0
+ORPHAN_SECONDS = 60.0  # a trial with no recorded worker this long after it started is lost
 
 
 class _TrialFailed(Exception):
@@ -198,7 +200,11 @@ def interrupt_trials(study: Any, pids: set[int], *, ownerless: bool = False) -> 
 
 
 def retry_dead_local_trials(
-    study: Any, *, pids: set[int] | None = None, ownerless: bool = False
+    study: Any,
+    *,
+    pids: set[int] | None = None,
+    ownerless: bool = False,
+    ownerless_after: float | None = None,
 ) -> int:
     """Retry the RUNNING trials of this machine whose worker process is gone.
 
@@ -207,13 +213,24 @@ def retry_dead_local_trials(
         ownerless: Also retry RUNNING trials that never recorded an owner (a worker killed
             right after asking). Only safe when no worker of this study can be running: on a
             resume of a local (journal) study.
+        ownerless_after: Also retry RUNNING trials, of any machine, that recorded no owner
+            this many seconds after they started: a worker records itself milliseconds after
+            it asks, so such a trial's worker died in between (no heartbeat finds it: it never
+            beat).
     """
     optuna = optuna_module()
     machine, count = _machine(), 0
+    now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker")
         if owner is None:
-            if ownerless and retry_trial(study, trial, "its worker died before it started"):
+            started = trial.datetime_start or now
+            orphan = ownerless_after is not None and (now - started).total_seconds() > (
+                ownerless_after
+            )
+            if (ownerless or orphan) and retry_trial(
+                study, trial, "its worker died before it started"
+            ):
                 count += 1
             continue
         if owner.get("host") != machine:
@@ -289,7 +306,7 @@ def run_worker(
             # Others are finishing. A trial whose worker dies now is retried: this machine's
             # by their pid, other machines' by the RDB heartbeat.
             time.sleep(poll_seconds)
-            retry_dead_local_trials(study)
+            retry_dead_local_trials(study, ownerless_after=ORPHAN_SECONDS)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)

@@ -75,3 +75,25 @@ def test_a_trial_whose_owner_pid_was_reused_is_retried(
     assert len(retries) == 1
     assert retries[0].state == state.WAITING
     assert retries[0].system_attrs["fixed_params"] == trials[reused.number].params
+
+
+def test_a_trial_that_never_recorded_its_worker_is_retried_once_it_is_old(
+    tmp_path: Path, other_process: subprocess.Popen[bytes]
+) -> None:
+    """A worker killed between asking a trial and recording itself leaves a trial no pid and
+    no heartbeat can tell dead; its age does."""
+    study = optuna.create_study(
+        study_name="orphans", storage=_optuna_storage.open_storage(str(tmp_path / "study.log"))
+    )
+    orphan = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    owned = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    owned.set_user_attr("worker", _owner(other_process.pid, _start_time(other_process.pid)))
+    assert retry_dead_local_trials(study, ownerless_after=3600.0) == 0, "a young trial is kept"
+    assert retry_dead_local_trials(study, ownerless_after=0.0) == 1
+    trials = study.get_trials()
+    assert trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    assert trials[orphan.number].user_attrs["fail_reason"] == "its worker died before it started"
+    assert trials[owned.number].state == optuna.trial.TrialState.RUNNING
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
+    assert len(retries) == 1
+    assert retries[0].state == optuna.trial.TrialState.WAITING
