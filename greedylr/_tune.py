@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from greedylr._checks import check_int
 from greedylr._progress import Progress
 from greedylr._signals import clean_up
 from greedylr._signals import deferred_stop_signals
@@ -94,11 +95,9 @@ def tune(
             running trials are marked interrupted and the results are written first.
     """
     task_name = task if isinstance(task, str) else function_path(task)
-    for name, value in (("workers", workers), ("heartbeat", heartbeat)):
-        if value is None:  # heartbeat: the storage's default
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, but got {name}={value!r}.")
+    check_int("workers", workers, minimum=1)
+    if heartbeat is not None:  # None: the storage's default
+        check_int("heartbeat", heartbeat, minimum=1)
     experiment = Experiment.create(
         task_name,
         schedule=schedule,
@@ -287,11 +286,12 @@ def join_study(
     """
     from greedylr.backends import _optuna_local
 
-    _optuna_local.join_with_handlers(
-        url,
-        study_name,
-        worker_index=remote_worker_index() if worker_index is None else worker_index,
-        threads=threads or _optuna_local.cpu_count(),
-        heartbeat=heartbeat,
-        poll_seconds=0.5,
-    )
+    with stop_on_signals():
+        _optuna_local.join(
+            url,
+            study_name,
+            worker_index=remote_worker_index() if worker_index is None else worker_index,
+            threads=threads or _optuna_local.cpu_count(),
+            heartbeat=heartbeat,
+            poll_seconds=0.5,
+        )

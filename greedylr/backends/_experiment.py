@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
 
+from greedylr._checks import check_int
 from greedylr.schedulers import get_schedule_info
 from greedylr.searchers import CategoricalParam
 from greedylr.searchers import FloatParam
@@ -75,18 +76,14 @@ class Experiment:
         _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         get_schedule_info(self.schedule)
         for name in ("n_trials", "max_epochs", "min_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, but got {name}={value!r}.")
+            check_int(name, getattr(self, name), minimum=1)
         if self.min_epochs > self.max_epochs:
             raise ValueError(
                 "`min_epochs <= max_epochs` must hold, but got "
                 f"(min_epochs={self.min_epochs}, max_epochs={self.max_epochs})."
             )
-        for name, low in (("reduction_factor", 2), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an int >= {low}, but got {name}={value!r}.")
+        check_int("reduction_factor", self.reduction_factor, minimum=2)
+        check_int("seed", self.seed, minimum=0)
         params, constants = split_space(self.search_space)
         if not params:
             raise ValueError("The search space has no parameter to tune; it is all constants.")

@@ -24,7 +24,6 @@ from greedylr._signals import clean_up
 from greedylr._signals import deferred_stop_signals
 from greedylr._signals import install_stop_handlers
 from greedylr._signals import release_stop_signals
-from greedylr._signals import stop_on_signals
 from greedylr.backends import _optuna
 from greedylr.backends import _optuna_storage
 from greedylr.backends import _optuna_worker
@@ -94,12 +93,6 @@ def join(
         study = _optuna.load_study(url, study_name, heartbeat=stored)
     with torch_threads(threads):
         work(study, worker_index=worker_index, poll_seconds=poll_seconds)
-
-
-def join_with_handlers(url: str, study_name: str, **options: Any) -> None:
-    """:func:`join` with the stop-signal handlers installed while it runs."""
-    with stop_on_signals():
-        join(url, study_name, **options)
 
 
 def _die_with_parent() -> None:

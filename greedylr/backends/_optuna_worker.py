@@ -18,6 +18,7 @@ import socket
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +108,24 @@ def retry_trial(study: Any, trial: Any, reason: str) -> bool:
     Returns:
         Whether this call did it (another process may have been first).
     """
-    optuna = optuna_module()
     retry = _retry_depth(study, trial) < MAX_RETRIES
     if not retry:
         reason = f"{reason}; not run again: its worker died {MAX_RETRIES + 1} times"
+    if not _tell_failed(study, trial, reason):
+        return False
+    if retry:
+        _enqueue_retry(study, trial)
+    return True
+
+
+def _tell_failed(study: Any, trial: Any, reason: str) -> bool:
+    """Fail a RUNNING trial with ``reason``; False if another process ended it first."""
+    optuna = optuna_module()
     try:
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", reason)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     except (RuntimeError, ValueError):
         return False
-    if retry:
-        _enqueue_retry(study, trial)
     return True
 
 
@@ -174,29 +182,9 @@ def interrupt_trials(study: Any, pids: set[int], *, ownerless: bool = False) -> 
         return owner.get("host") == machine and owner.get("pid") in pids
 
     for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-        if not stopped_here(trial):
-            continue
-        try:
-            optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", INTERRUPTED)
-            study.tell(trial.number, state=state.FAIL)
-        except (RuntimeError, ValueError):
-            continue
-        marked.add(trial.number)
-    trials = study.get_trials(deepcopy=False)
-    retried = retries_of(trials)
-    count = 0
-    for trial in trials:
-        interrupted = (
-            trial.state == state.FAIL and trial.user_attrs.get("fail_reason") == INTERRUPTED
-        )
-        if (
-            interrupted
-            and trial.number not in retried
-            and (trial.number in marked or stopped_here(trial))
-        ):
-            _enqueue_retry(study, trial)
-            count += 1
-    return count
+        if stopped_here(trial) and _tell_failed(study, trial, INTERRUPTED):
+            marked.add(trial.number)
+    return retry_interrupted_trials(study, only=lambda t: t.number in marked or stopped_here(t))
 
 
 def retry_dead_local_trials(
@@ -242,8 +230,15 @@ def retry_dead_local_trials(
     return count
 
 
-def retry_interrupted_trials(study: Any) -> int:
-    """Retry trials that failed because the run was interrupted (Ctrl-C) and never retried."""
+def retry_interrupted_trials(study: Any, *, only: Callable[[Any], bool] | None = None) -> int:
+    """Queue again the trials that were interrupted (Ctrl-C, SIGTERM) and are not yet.
+
+    Args:
+        only: Just the interrupted trials this accepts (default: every one).
+
+    Returns:
+        How many trials were queued again.
+    """
     optuna = optuna_module()
     trials = study.get_trials(deepcopy=False)
     retried = retries_of(trials)
@@ -253,6 +248,7 @@ def retry_interrupted_trials(study: Any) -> int:
             trial.state == optuna.trial.TrialState.FAIL
             and trial.user_attrs.get("fail_reason") == INTERRUPTED
             and trial.number not in retried
+            and (only is None or only(trial))
         ):
             _enqueue_retry(study, trial)
             count += 1

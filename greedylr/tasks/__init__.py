@@ -23,6 +23,8 @@ from pathlib import PurePath
 from typing import Any
 from typing import TypeVar
 
+from greedylr._checks import check_int
+
 
 RUN_KEYS = ("schedule", "optimizer", "lr", "epochs", "seed")
 """The config keys of every task: which schedule and optimizer, the LR, the epochs, the seed."""
@@ -197,16 +199,9 @@ def declare_task(
         ValueError: ``default_epochs`` or ``threads`` < 1, ``default_lr`` not > 0, or an
             unknown optimizer.
     """
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-    ):
-        raise ValueError(f"`threads` must be an int >= 1, but got {threads=}.")
-    if default_epochs is not None and (
-        isinstance(default_epochs, bool)
-        or not isinstance(default_epochs, int)
-        or default_epochs < 1
-    ):
-        raise ValueError(f"`default_epochs` must be an int >= 1, but got {default_epochs=}.")
+    for name, value in (("threads", threads), ("default_epochs", default_epochs)):
+        if value is not None:
+            check_int(name, value, minimum=1)
     if default_lr is not None and (
         isinstance(default_lr, bool)
         or not isinstance(default_lr, (int, float))
