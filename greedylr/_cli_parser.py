@@ -6,6 +6,7 @@ Values are checked as they are parsed, so an error names the flag the user typed
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import textwrap
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Any
 from typing import NoReturn
 
 from greedylr._version import __version__
+from greedylr.backends._backend import Option
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -54,6 +56,59 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _number_above(low: float, *, strict: bool) -> Callable[[str], float]:
+    """An argparse ``type`` for numbers > ``low`` (``strict``) or >= ``low``."""
+    sign = ">" if strict else ">="
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (value > low if strict else value >= low) or math.isinf(value):
+            raise argparse.ArgumentTypeError(f"must be a number {sign} {low:g}, but got {text!r}.")
+        return int(value) if value == int(value) else value
+
+    return parse
+
+
+def _engine_option(option: Option) -> Callable[[str], Any]:
+    """An argparse ``type`` from an engine option's parser: its ``ValueError`` names the flag."""
+
+    def parse(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).rstrip(".") + ".") from None
+
+    return parse
+
+
+def _add_engine_options(parser: argparse.ArgumentParser, backends: dict[str, Any]) -> None:
+    """A flag for each engine's own options; ``tune()`` refuses one the chosen engine lacks."""
+    seen: dict[str, list[str]] = {}
+    options: dict[str, Option] = {}
+    for spec in backends.values():
+        for option in spec.options:
+            seen.setdefault(option.name, []).append(spec.title)
+            options.setdefault(option.name, option)
+    for name, option in options.items():
+        parser.add_argument(
+            option.flag,
+            type=_engine_option(option),
+            metavar=option.metavar,
+            help=f"({' and '.join(seen[name])}) {option.help}",
+        )
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine options given on the command line, by ``tune()`` keyword."""
+    from greedylr.backends._registry import BACKENDS
+
+    names = {option.name for spec in BACKENDS.values() for option in spec.options}
+    return {name: getattr(args, name) for name in sorted(names) if getattr(args, name) is not None}
+
+
 def _one_of(
     choices: Sequence[str], *, why: Callable[[str], str] | None = None
 ) -> Callable[..., str]:
@@ -85,10 +140,23 @@ _TUNE_FLAGS = {
 }
 
 
+
+
 def name_flags(message: str) -> str:
-    """``message`` with the Python parameter names of ``tune()`` replaced by their flags."""
+    """``message`` with the Python parameter names of ``tune()`` replaced by their flags.
+
+    The names above anywhere; the other keywords (``searcher``, the engines' options, ...)
+    where they are code: in backticks or before ``=``.
+    """
+    from greedylr.backends._registry import BACKENDS
+
     pattern = r"\b(" + "|".join(_TUNE_FLAGS) + r")\b"
-    return re.sub(pattern, lambda match: _TUNE_FLAGS[match.group(1)], message)
+    message = re.sub(pattern, lambda match: _TUNE_FLAGS[match.group(1)], message)
+    names = {"searcher", "cpus_per_trial", "gpus_per_trial", "workers", "backend"}
+    names |= {option.name for spec in BACKENDS.values() for option in spec.options}
+    code = r"(?<=`)(" + "|".join(sorted(names)) + r")(?=`)|\b(" + "|".join(sorted(names))
+    code += r")(?==)"
+    return re.sub(code, lambda m: "--" + (m.group(1) or m.group(2)).replace("_", "-"), message)
 
 
 _TUNE_EPILOG = """\
@@ -112,11 +180,10 @@ Exit codes:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``greedylr`` command."""
     from greedylr._tune import STORAGE_ENV
-    from greedylr.backends._experiment import BACKENDS
-    from greedylr.backends._experiment import EARLY_STOPPING
-    from greedylr.backends._experiment import PLANNED_BACKENDS
-    from greedylr.backends._experiment import SEARCHERS
-    from greedylr.backends._experiment import unavailable_backend
+    from greedylr.backends._backend import EARLY_STOPPING_ALIASES
+    from greedylr.backends._backend import EARLY_STOPPING_RULES
+    from greedylr.backends._backend import SEARCHER_NAMES
+    from greedylr.backends._registry import BACKENDS
     from greedylr.schedulers import list_schedules
     from greedylr.tasks import list_tasks
 
@@ -150,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"the LR schedule to tune: {_listed(schedules)} (default: %(default)s)",
     )
-    planned = sorted({name.replace("_", "-") for name in PLANNED_BACKENDS})
+    backends = list(BACKENDS)
     tune.add_argument(
         "--backend",
         default="optuna",
-        type=_one_of(BACKENDS, why=unavailable_backend),
+        type=_one_of(backends),
         metavar="NAME",
-        help=f"the engine: {_listed(BACKENDS)} (default: %(default)s); the "
-        f"{' and '.join(planned)} backends come next and are not available yet",
+        help=f"the engine: {_listed(backends)} (default: %(default)s); each needs its extra, "
+        'e.g. pip install "greedylr[ray]"',
     )
     tune.add_argument(
         "--trials",
@@ -192,22 +259,45 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(1),
         default=2,
         metavar="N",
-        help="worker processes on this machine, running trials in parallel (default: %(default)s)",
+        help="trials at once (Optuna: worker processes on this machine; Ray: concurrent "
+        "trials on the instance or cluster) (default: %(default)s)",
     )
+    tune.add_argument(
+        "--cpus-per-trial",
+        type=_number_above(0, strict=True),
+        metavar="N",
+        help="CPU cores (torch threads) per trial (default: the cores shared among the "
+        "trials that run at once)",
+    )
+    tune.add_argument(
+        "--gpus-per-trial",
+        type=_number_above(0, strict=False),
+        default=0,
+        metavar="N",
+        help="GPUs per trial; each trial sees only its own through CUDA_VISIBLE_DEVICES. Ray "
+        "takes fractions (0.5: two trials share a GPU) (default: %(default)s, CPU only)",
+    )
+    searchers = list(SEARCHER_NAMES)
     tune.add_argument(
         "--searcher",
         default="tpe",
-        type=_one_of(SEARCHERS),
+        type=_one_of(searchers),
         metavar="NAME",
-        help=f"how configs are sampled: {_listed(SEARCHERS)} (default: %(default)s)",
+        help=f"how configs are sampled: {_listed(searchers)}, as the backend offers ("
+        + "; ".join(f"{spec.title}: {_listed(spec.searchers)}" for spec in BACKENDS.values())
+        + ") (default: %(default)s)",
     )
+    rules = list(EARLY_STOPPING_RULES)
     tune.add_argument(
         "--early-stopping",
-        default="hyperband",
-        type=_one_of(EARLY_STOPPING),
+        type=_one_of([*rules, *EARLY_STOPPING_ALIASES]),
         metavar="RULE",
-        help=f"how bad trials are stopped early: {_listed(EARLY_STOPPING)} "
-        "(sha is asha; default: %(default)s)",
+        help=f"how bad trials are stopped early: {_listed(rules)}, as the backend offers ("
+        + "; ".join(
+            f"{spec.title}: {_listed(spec.early_stopping)}, default {spec.default_early_stopping}"
+            for spec in BACKENDS.values()
+        )
+        + ")",
     )
     tune.add_argument(
         "--seed",
@@ -223,17 +313,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run folder (default: runs/TASK-SCHEDULE-seedSEED)",
     )
     tune.add_argument(
-        "--storage",
-        metavar="URL",
-        help="an Optuna storage: a journal file (PATH.log or journal:PATH) or an RDB URL such "
-        "as postgresql://user@host/db (default: OUT/study.log)",
-    )
-    tune.add_argument(
-        "--study",
-        metavar="NAME",
-        help="the study name (default: the run folder's name)",
-    )
-    tune.add_argument(
         "--space",
         type=Path,
         metavar="FILE",
@@ -241,13 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
         '"high": ..., "log": true}, ...}, "constants": {NAME: VALUE}} '
         "(default: the schedule's own space)",
     )
-    tune.add_argument(
-        "--heartbeat",
-        type=_int_at_least(1),
-        metavar="SECONDS",
-        help="seconds between the heartbeats of trials on an RDB storage (default: 10)",
-    )
+    _add_engine_options(tune, BACKENDS)
     tune.add_argument("--no-progress", action="store_true", help="show no progress bar on stderr")
+    tune.add_argument(
+        "--verbose", action="store_true", help="show the engine's own log lines and tables"
+    )
 
     worker = commands.add_parser("worker", help="join a study on a shared storage")
     worker.add_argument(

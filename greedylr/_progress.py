@@ -1,4 +1,8 @@
-"""A progress bar for a tuning run: trials done / pruned / failed, best loss, elapsed, ETA."""
+"""A progress bar for a tuning run: trials done / pruned / failed, best loss, elapsed, ETA.
+
+tqdm draws it; it is fed by :class:`~greedylr.backends._backend.Census` snapshots, which every
+engine gives, so every engine shows the same bar.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,20 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from tqdm import tqdm
+
+from greedylr.backends._backend import Census
 from greedylr.backends._experiment import Experiment
-from greedylr.backends._optuna import Census
+
+
+_FORMAT = "{n_fmt}/{total_fmt} trials |{bar:20}| {postfix} | {elapsed} elapsed, ETA {remaining}"
+"""tqdm's ``bar_format``; ``{postfix}`` is replaced by the counts (see :func:`_bar_format`)."""
 
 
 class Progress:
-    """Polls the study from a thread, redraws one line on stderr, and saves results.
+    """Polls the job from a thread, redraws one line on stderr, and saves results.
 
-    On a terminal the line is redrawn in place; otherwise a line is printed when the count of
+    On a terminal tqdm redraws the line in place; otherwise a line is printed when the count of
     done trials changes, at most every 5 seconds. ``on_change`` (the run folder's results
     writer) runs when the counts changed (done, running, ...), at most every ``save_every`` s,
     so ``greedylr report`` works on a study that is still running. ``lock`` is held while the
@@ -60,6 +70,7 @@ class Progress:
         self._done_at_start: int | None = None
         self._printed = (-1, 0.0)  # done count and time of the last line in a log
         self._saved: tuple[Census | None, float] = (None, 0.0)  # counts and time of the last save
+        self._bar: tqdm | None = None  # on a terminal
 
     def __enter__(self) -> Progress:
         self._start = time.monotonic()
@@ -80,6 +91,8 @@ class Progress:
         thread.join()
         if self._enabled:
             self._draw(self._snapshot(), final=True)
+        if self._bar is not None:
+            self._bar.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -103,39 +116,54 @@ class Progress:
     def line(self, now: Census | None = None) -> str:
         """The progress line for ``now`` (default: a fresh snapshot)."""
         now = now or self._snapshot()
-        total = self._experiment.n_trials
         if self._done_at_start is None:
             self._done_at_start = now.done
-        elapsed = time.monotonic() - self._start
-        finished_here = now.done - self._done_at_start
-        remaining = max(0, total - now.done)
-        eta = elapsed / finished_here * remaining if finished_here else math.nan
-        width = 20
-        filled = min(width, width * now.done // max(total, 1))
-        best = f"{now.best_loss:.4g}" if math.isfinite(now.best_loss) else "-"
-        return (
-            f"[{'#' * filled}{'.' * (width - filled)}] {now.done}/{total} trials "
-            f"(pruned {now.pruned}, failed {now.failed}, running {now.running}) "
-            f"best {best} | {_clock(elapsed)} elapsed, ETA {_clock(eta)}"
+        return tqdm.format_meter(
+            min(now.done, self._experiment.n_trials),
+            self._experiment.n_trials,
+            time.monotonic() - self._start,
+            bar_format=_bar_format(now),
+            initial=self._done_at_start,  # the rate, hence the ETA, counts this run's trials
+            ascii=not _unicode(self._stream),
         )
 
     def _draw(self, now: Census, *, final: bool) -> None:
-        text = self.line(now)
         if self._stream.isatty():
-            self._stream.write("\r\033[K" + text + ("\n" if final else ""))
-        else:
-            last_done, last_time = self._printed
-            moment = time.monotonic()
-            if now.done == last_done or (not final and moment - last_time < 5.0):
-                return
-            self._printed = (now.done, moment)
-            self._stream.write(text + "\n")
+            self._draw_bar(now)
+            return
+        last_done, last_time = self._printed
+        moment = time.monotonic()
+        if now.done == last_done or (not final and moment - last_time < 5.0):
+            return
+        self._printed = (now.done, moment)
+        self._stream.write(self.line(now) + "\n")
         self._stream.flush()
 
+    def _draw_bar(self, now: Census) -> None:
+        if self._bar is None:
+            self._done_at_start = now.done
+            self._bar = tqdm(
+                total=self._experiment.n_trials,
+                initial=now.done,
+                file=self._stream,
+                bar_format=_bar_format(now),
+                mininterval=0,
+                dynamic_ncols=True,
+                leave=True,
+            )
+            self._bar.start_t = time.time() - (time.monotonic() - self._start)
+        self._bar.n = min(now.done, self._experiment.n_trials)
+        self._bar.bar_format = _bar_format(now)
+        self._bar.refresh()
 
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "--:--"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+def _bar_format(now: Census) -> str:
+    """tqdm's line with the counts tqdm does not know: pruned, failed, running, best."""
+    best = f"{now.best_loss:.4g}" if math.isfinite(now.best_loss) else "-"
+    counts = f"pruned {now.pruned}, failed {now.failed}, running {now.running}, best {best}"
+    return _FORMAT.replace("{postfix}", counts)
+
+
+def _unicode(stream: TextIO) -> bool:
+    encoding = getattr(stream, "encoding", None) or ""
+    return encoding.lower().replace("-", "") == "utf8"

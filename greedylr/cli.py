@@ -10,11 +10,11 @@ import argparse
 import gc
 import os
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 from greedylr._cli_parser import UsageError
 from greedylr._cli_parser import build_parser
+from greedylr._cli_parser import engine_options
 from greedylr._cli_parser import name_flags
 
 
@@ -124,10 +124,11 @@ def _tune(args: argparse.Namespace) -> int:
         reduction_factor=args.reduction_factor,
         seed=args.seed,
         out=args.out,
-        storage=args.storage,
-        study=args.study,
-        heartbeat=args.heartbeat,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
         progress=not args.no_progress,
+        verbose=args.verbose,
+        **engine_options(args),
     )
     from greedylr._report import best_config_line  # pandas: after the workers started
     from greedylr._report import early_stopping_line
@@ -154,18 +155,10 @@ def _tune(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from greedylr._tune import STORAGE_ENV
     from greedylr._tune import join_study
-    from greedylr.backends._optuna_storage import is_journal
 
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UsageError(f"Give --storage URL (or set ${STORAGE_ENV}).")
-    if is_journal(url):  # a worker joins a study: it never creates a journal
-        path = Path(url.removeprefix("journal:")).expanduser()
-        if not path.is_file():
-            raise UsageError(
-                f"No journal file at {str(path)!r} (--storage); a worker joins a study that "
-                "`greedylr tune` started."
-            )
     join_study(
         url,
         args.study,

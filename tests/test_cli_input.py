@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from greedylr.backends import Experiment
-from greedylr.backends._experiment import BACKENDS
-from greedylr.backends._experiment import EARLY_STOPPING
-from greedylr.backends._experiment import SEARCHERS
+from greedylr.backends._backend import EARLY_STOPPING_RULES
+from greedylr.backends._backend import SEARCHER_NAMES
+from greedylr.backends._registry import BACKENDS
 from greedylr.schedulers import list_schedules
 from greedylr.tasks import list_tasks
 
@@ -102,20 +102,69 @@ def test_worker_refuses_a_journal_that_does_not_exist(storage: str, tmp_path: Pa
     assert list(tmp_path.iterdir()) == []  # neither the journal nor its folder
 
 
-@pytest.mark.parametrize("backend", ["ray", "syne-tune"])
-def test_a_planned_backend_says_it_is_not_available_yet(backend: str, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    result = greedylr("tune", "--task", "quadratic", "--backend", backend, "--out", str(out))
-    line = assert_refused(result, "argument --backend:", "not available yet", "['optuna']")
-    assert "pip install" not in line  # no extra would help: the backend is not written yet
-    assert not out.exists()
-    with pytest.raises(ValueError, match="not available yet"):
-        Experiment.create("quadratic", n_trials=3, backend=backend)
-
-
 def test_an_unknown_backend_lists_the_backends(tmp_path: Path) -> None:
     result = greedylr("tune", "--task", "quadratic", "--backend", "keras")
-    assert_refused(result, "argument --backend:", "must be one of ['optuna'], but got 'keras'")
+    assert_refused(
+        result, "argument --backend:", "must be one of ['optuna', 'ray'], but got 'keras'"
+    )
+    with pytest.raises(ValueError, match=r"must be one of \['optuna', 'ray'\]"):
+        Experiment.create("quadratic", n_trials=3, backend="keras")
+
+
+def test_a_backend_whose_engine_is_missing_names_its_pip_extra(tmp_path: Path) -> None:
+    # Ray is installed here: `sys.modules["ray"] = None` makes this process see it missing,
+    # as `import ray` does on a machine without it (ModuleNotFoundError).
+    out = tmp_path / "run"
+    argv = ["tune", "--task", "quadratic", "--backend", "ray", "--out", str(out)]
+    code = (
+        "import sys; sys.modules['ray'] = None; from greedylr.cli import main; "
+        f"sys.exit(main({argv!r}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert_refused(result, "The Ray Tune backend needs 'ray'", 'pip install "greedylr[ray]"')
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragments"),
+    [
+        (
+            ["--backend", "ray", "--searcher", "gp"],
+            ["Ray Tune backend does not offer --searcher='gp'", "['random', 'tpe']",
+             "Optuna (--backend optuna) offers it"],
+        ),
+        (
+            ["--early-stopping", "pbt"],
+            ["Optuna backend does not offer --early-stopping='pbt'",
+             "Ray Tune (--backend ray) offers it"],
+        ),
+        (
+            ["--backend", "ray", "--storage", "x.log"],
+            ["The Ray Tune backend has no option `--storage`",
+             "Optuna (--backend optuna) offers it"],
+        ),
+        (
+            ["--address", "auto"],
+            ["The Optuna backend has no option `--address`", "Ray Tune (--backend ray) offers it"],
+        ),
+        (
+            ["--gpus-per-trial", "0.5"],
+            ["Optuna backend gives each trial whole GPUs", "Ray Tune can share a GPU"],
+        ),
+        (["--gpus-per-trial", "-1"], ["argument --gpus-per-trial:", "must be a number >= 0"]),
+        (["--cpus-per-trial", "0"], ["argument --cpus-per-trial:", "must be a number > 0"]),
+        (["--backend", "ray", "--max-failures", "-1"], ["argument --max-failures:", ">= 0"]),
+    ],
+)  # fmt: skip
+def test_what_an_engine_does_not_offer_is_refused_naming_the_engines_that_do(
+    flags: list[str], fragments: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = greedylr("tune", "--task", "quadratic", "--out", str(out), *flags)
+    assert_refused(result, *fragments)
+    assert not out.exists()
 
 
 def _help_entries(text: str) -> dict[str, str]:
@@ -149,14 +198,15 @@ def test_tune_help_lists_every_choice_and_explains_every_flag() -> None:
     for task in list_tasks():
         assert task.name in entries["--task"]
     assert "module:function" in entries["--task"]
-    for searcher in SEARCHERS:
+    for searcher in SEARCHER_NAMES:
         assert searcher in entries["--searcher"]
-    for rule in EARLY_STOPPING:
+    for rule in EARLY_STOPPING_RULES:
         assert rule in entries["--early-stopping"]
     for backend in BACKENDS:
         assert backend in entries["--backend"]
-    assert "ray" in entries["--backend"]
-    assert "syne-tune" in entries["--backend"]
+    for spec in BACKENDS.values():  # each engine's options say whose they are
+        for option in spec.options:
+            assert entries[option.flag].startswith(f"({spec.title})")
 
 
 @pytest.mark.parametrize("command", ["worker", "report", "tasks"])

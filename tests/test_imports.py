@@ -54,3 +54,40 @@ def test_console_script_version_and_help() -> None:
         timeout=120,
     )
     assert "usage: greedylr" in helped.stdout
+
+
+NEUTRAL_MODULES = [
+    "greedylr._tune",
+    "greedylr._progress",
+    "greedylr._report",
+    "greedylr.cli",
+    "greedylr._cli_parser",
+    "greedylr.backends._results",
+    "greedylr.backends._experiment",
+    "greedylr.backends._registry",
+]
+
+
+def test_tune_the_cli_the_bar_and_the_results_hold_no_engine_code() -> None:
+    """Only the engines' own modules (named in the registry) import an engine's modules."""
+    probe = (
+        "import sys\n"
+        f"for name in {NEUTRAL_MODULES!r}: __import__(name)\n"
+        "from greedylr.cli import build_parser; build_parser()\n"
+        "engines = {'optuna', 'ray', 'syne_tune'}\n"
+        "loaded = {m for m in sys.modules if m.split('.')[0] in engines}\n"
+        "loaded |= {m for m in sys.modules if m.startswith(('greedylr.backends._optuna', "
+        "'greedylr.backends._ray', 'greedylr.backends._syne'))}\n"
+        "print(','.join(sorted(loaded)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "", f"engine modules imported: {result.stdout}"
+    for name in NEUTRAL_MODULES:
+        if name.endswith("_registry"):
+            continue  # it names each engine's module, as a string, to import it on use
+        source = importlib.util.find_spec(name).origin  # type: ignore[union-attr]
+        text = open(source).read()  # noqa: PTH123, SIM115
+        for engine in ("_optuna", "_ray", "_syne", "import optuna", "import ray"):
+            assert engine not in text, f"{name} names {engine}"

@@ -24,3 +24,10 @@ def test_ci_runs_the_readme_install_and_test_commands() -> None:
     assert install_and_run in ci_lines, "CI does not run the README's first command verbatim"
     assert ci_lines.index(install_and_run) < len(ci_lines) - 1
     assert ci_lines[-1] == test
+
+
+def test_the_engines_table_is_what_the_backends_declare() -> None:
+    from greedylr.backends._registry import capability_table
+
+    readme = (ROOT / "README.md").read_text()
+    assert capability_table() in readme, "regenerate the README's engines table"

@@ -3,6 +3,7 @@
 Importing this package imports no engine; ``greedylr.tune`` picks the backend at run time.
 """
 
+from greedylr.backends._contract import Checkpoint
 from greedylr.backends._contract import Reporter
 from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._contract import TrialContractError
@@ -11,7 +12,9 @@ from greedylr.backends._contract import TrialFunction
 from greedylr.backends._contract import TrialStopped
 from greedylr.backends._contract import ValidatingReporter
 from greedylr.backends._contract import function_path
+from greedylr.backends._contract import load_checkpoint
 from greedylr.backends._contract import load_trial_function
+from greedylr.backends._contract import save_checkpoint
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._results import TrialResult
 from greedylr.backends._results import TuneResult
@@ -19,6 +22,7 @@ from greedylr.backends._results import read_result
 
 
 __all__ = [
+    "Checkpoint",
     "Experiment",
     "Reporter",
     "TaskFailedError",
@@ -30,6 +34,8 @@ __all__ = [
     "TuneResult",
     "ValidatingReporter",
     "function_path",
+    "load_checkpoint",
     "load_trial_function",
     "read_result",
+    "save_checkpoint",
 ]

@@ -10,6 +10,8 @@ from dataclasses import replace
 from typing import Any
 
 from greedylr._checks import check_int
+from greedylr.backends._registry import backend_spec
+from greedylr.backends._registry import check_choice
 from greedylr.schedulers import get_schedule_info
 from greedylr.searchers import CategoricalParam
 from greedylr.searchers import FloatParam
@@ -25,12 +27,6 @@ from greedylr.tasks import TaskInfo
 from greedylr.tasks import resolve_task
 
 
-BACKENDS = ("optuna",)
-PLANNED_BACKENDS = {"ray": "Ray Tune", "syne-tune": "Syne Tune", "syne_tune": "Syne Tune"}
-SEARCHERS = ("tpe", "random", "gp", "cmaes", "qmc")
-EARLY_STOPPING = ("hyperband", "asha", "sha", "median", "none")
-
-
 @dataclass(frozen=True)
 class Experiment:
     """One tuning job. Two runs of the same experiment (seed included) sample the same configs.
@@ -44,10 +40,12 @@ class Experiment:
         max_epochs: The epochs of a trial that is never stopped early.
         min_epochs: The first epoch at which early stopping may stop a trial.
         reduction_factor: The multi-fidelity reduction factor (Hyperband, successive halving).
-        searcher: How configs are sampled.
-        early_stopping: How bad trials are stopped: hyperband, asha/sha, median or none.
+        searcher: How configs are sampled (the names of
+            :data:`greedylr.backends._backend.SEARCHER_NAMES` the backend offers).
+        early_stopping: How bad trials are stopped (the names of
+            :data:`greedylr.backends._backend.EARLY_STOPPING_RULES` the backend offers).
         seed: The run seed: samplers derive theirs from it, and trials train with it.
-        backend: The engine.
+        backend: The engine (a name of :data:`greedylr.backends._registry.BACKENDS`).
         default_lr: The LR of the untuned defaults trial (``None``: the middle of the space's
             ``lr`` range, see :meth:`default_config`).
     """
@@ -67,13 +65,9 @@ class Experiment:
     default_lr: float | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(
-                f"`backend` must be one of {list(BACKENDS)}, but got backend={self.backend!r}"
-                f"{unavailable_backend(self.backend)}."
-            )
-        _check_choice("searcher", self.searcher, SEARCHERS)
-        _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
+        spec = backend_spec(self.backend)
+        check_choice(spec, "searcher", self.searcher)
+        check_choice(spec, "early_stopping", self.early_stopping)
         get_schedule_info(self.schedule)
         for name in ("n_trials", "max_epochs", "min_epochs"):
             check_int(name, getattr(self, name), minimum=1)
@@ -106,6 +100,8 @@ class Experiment:
     ) -> Experiment:
         """Resolve the task and the default space of ``schedule``; every value is checked.
 
+        ``early_stopping=None`` (or left out) takes the backend's default rule.
+
         Raises:
             ValueError: Bad input, among them a space key that neither the schedule, the
                 optimizer, nor the task takes (for a task that declares its keys).
@@ -126,6 +122,9 @@ class Experiment:
         _check_keys(space, info, schedule)
         if info.default_lr is not None:
             options.setdefault("default_lr", info.default_lr)
+        if options.get("early_stopping") is None:
+            spec = backend_spec(options.get("backend", "optuna"))
+            options["early_stopping"] = spec.default_early_stopping
         return cls(
             task=task,
             function=info.function,
@@ -234,16 +233,3 @@ def _clip(param: Param, value: Any) -> Any:
     if param.step is not None:
         return param.low + round((clipped - param.low) / param.step) * param.step
     return float(clipped)
-
-
-def unavailable_backend(backend: str) -> str:
-    """``": the Ray Tune backend is not available yet ..."`` for a planned backend, else ``""``."""
-    planned = PLANNED_BACKENDS.get(backend)
-    if planned is None:
-        return ""
-    return f": the {planned} backend is not available yet in this version (it comes next)"
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, but got {name}={value!r}.")

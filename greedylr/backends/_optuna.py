@@ -11,12 +11,12 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from greedylr._imports import require
+from greedylr.backends._backend import Census
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._optuna_storage import DEFAULT_HEARTBEAT
 from greedylr.backends._optuna_storage import hide_password
@@ -181,20 +181,6 @@ def load_experiment(study: Any, *, wait: float = 0.0) -> Experiment:
     return Experiment.from_json(stored)
 
 
-@dataclass(frozen=True)
-class Census:
-    """Where a study stands, counting each original trial once (whatever its retries)."""
-
-    done: int
-    completed: int
-    pruned: int
-    failed: int
-    running: int
-    waiting: int
-    best_loss: float
-    originals: int
-
-
 def retries_of(trials: list[Any]) -> dict[int, int]:
     """Which trial ran each retried trial's config again: ``{retried number: retry number}``."""
     return {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
@@ -334,6 +320,7 @@ def trial_results(study: Any) -> list[TrialResult]:
                 seconds,
                 is_default=bool(attrs.get("defaults")),
                 error=attrs.get("traceback", "") if status == "failed" else "",
+                retry_of=attrs.get("retry_of"),
             )
         )
     return results

@@ -7,6 +7,9 @@ without locks: a worker asks a trial, then counts the *original* trials numbered
 trial is told FAIL as surplus and never runs. Trials whose worker died are failed and retried
 with the same config: by the process that launched the worker (it sees the death), on a resume
 (the worker's pid is gone), or by the heartbeat of an RDB storage (workers on other machines).
+
+Given a ``checkpoints`` folder, a retried trial continues from the last checkpoint of the trial
+it retries (:mod:`greedylr.backends._optuna_checkpoints`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from greedylr._signals import clean_up
 from greedylr._signals import stopping
+from greedylr.backends import _optuna_checkpoints
+from greedylr.backends._contract import Checkpoint
 from greedylr.backends._contract import TrialDiverged
 from greedylr.backends._contract import TrialFunction
 from greedylr.backends._contract import TrialStopped
@@ -274,11 +281,19 @@ def run_worker(
     *,
     worker_index: int = 0,
     poll_seconds: float = 0.5,
+    checkpoints: Path | None = None,
+    devices: str | None = None,
 ) -> None:
     """Run trials of ``study`` until it holds its ``n_trials`` done trials.
 
     Stops early when the task is broken (:func:`first_task_failure`), and raises
     ``KeyboardInterrupt`` once the process got a stop signal, whatever the trial made of it.
+
+    Args:
+        checkpoints: The folder of the trials' checkpoints (``None``: trials are not
+            checkpointed, and a retry starts at epoch 1).
+        devices: The GPUs this worker was pinned to (its ``CUDA_VISIBLE_DEVICES``): recorded
+            in every history row as ``devices`` (``None``: no such column).
     """
     optuna = optuna_module()
     experiment = load_experiment(study)
@@ -288,16 +303,21 @@ def run_worker(
     before = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(experiment, worker_seed(experiment.seed, worker_index, before))
     study.pruner = make_pruner(experiment)
-    objective = _Objective(train, space, experiment)
+    tags = {"devices": devices} if devices is not None else {}
+    objective = _Objective(train, space, experiment, checkpoints=checkpoints, tags=tags)
     while True:
         if stopping():
             raise KeyboardInterrupt
         trials = study.get_trials(deepcopy=False)
         now = census(trials)
-        if now.done >= experiment.n_trials:
+        if now.done >= experiment.n_trials or (
+            now.failed and first_task_failure(study) is not None
+        ):
+            # Done, or the task is broken: the tuner shows the error; running more trials
+            # would only repeat it.
+            if checkpoints is not None:
+                _optuna_checkpoints.drop_stale(study, checkpoints)
             return
-        if now.failed and first_task_failure(study) is not None:
-            return  # the tuner shows the error; running more trials would only repeat it
         if now.originals >= experiment.n_trials and now.waiting == 0:
             # Others are finishing. A trial whose worker dies now is retried: this machine's
             # by their pid, other machines' by the RDB heartbeat.
@@ -317,17 +337,37 @@ def run_worker(
 
 
 class _Objective:
-    def __init__(self, train: TrialFunction, space: dict[str, Any], experiment: Experiment):
+    def __init__(
+        self,
+        train: TrialFunction,
+        space: dict[str, Any],
+        experiment: Experiment,
+        *,
+        checkpoints: Path | None = None,
+        tags: Mapping[str, str] | None = None,
+    ):
         self._train = train
         self._space = space
         self._experiment = experiment
+        self._checkpoints = checkpoints
+        self._tags = dict(tags or {})
 
     def __call__(self, trial: Any) -> float:
+        optuna = optuna_module()
         try:
-            return self._run(trial)
+            value = self._run(trial)
         except KeyboardInterrupt:  # wherever it lands, the trial is marked for a retry
             trial.set_user_attr("fail_reason", INTERRUPTED)
             raise
+        except (optuna.TrialPruned, _TrialFailed):
+            self._drop_checkpoints(trial)  # it is not run again
+            raise
+        self._drop_checkpoints(trial)
+        return value
+
+    def _drop_checkpoints(self, trial: Any) -> None:
+        if self._checkpoints is not None:
+            _optuna_checkpoints.drop_ended(trial, self._checkpoints)
 
     def _run(self, trial: Any) -> float:
         optuna = optuna_module()
@@ -344,9 +384,21 @@ class _Objective:
 
         read = pruner_epochs(self._experiment)
         saved = time.monotonic()
+        kept: _optuna_checkpoints.TrialCheckpoints | None = None
+        restored: Checkpoint | None = None
+        history: list[dict[str, Any]] = []
+        if self._checkpoints is not None:
+            folder = _optuna_checkpoints.folder_of(self._checkpoints, trial.number)
+            kept = _optuna_checkpoints.TrialCheckpoints(folder)
+            restored, history = _optuna_checkpoints.continue_retry(trial, self._checkpoints)
+        for row in history:  # the retried trial's epochs: the pruner sees them as it did
+            if read(int(row["epoch"])):
+                trial.report(float(row["loss"]), step=int(row["epoch"]))
 
-        def forward(epoch: int, loss: float, metrics: dict[str, float]) -> None:
+        def forward(epoch: int, loss: float, metrics: dict[str, float], checkpoint: Any) -> None:
             nonlocal saved
+            if checkpoint is not None and kept is not None:
+                kept.offer(epoch, checkpoint, reporter.history)
             if time.monotonic() - saved > HISTORY_SECONDS:  # a long trial shows its progress
                 trial.set_user_attr("history", reporter.history)
                 saved = time.monotonic()
@@ -357,7 +409,9 @@ class _Objective:
             if epoch < last_epoch and not exempt and trial.should_prune():
                 raise TrialStopped(f"pruned at epoch {epoch}")
 
-        reporter = ValidatingReporter(forward, max_epochs=last_epoch)
+        reporter = ValidatingReporter(
+            forward, max_epochs=last_epoch, restored=restored, history=history, tags=self._tags
+        )
         try:
             self._train(config, reporter)
         except TrialStopped as stop:
@@ -366,20 +420,32 @@ class _Objective:
         except TrialDiverged as diverged:
             self._fail(trial, reporter, str(diverged))
         except KeyboardInterrupt:
-            trial.set_user_attr("history", reporter.history)
+            self._interrupted(trial, reporter, kept)
             raise
         except optuna.exceptions.UpdateFinishedTrialError:
             raise  # another process failed this trial: abandon it (see run_worker)
         except Exception as error:  # the user's code failed: the study goes on
             if stopping():  # a Ctrl-C that landed in an import surfaces as another error
-                trial.set_user_attr("history", reporter.history)
+                self._interrupted(trial, reporter, kept)
                 raise KeyboardInterrupt from error
             trial.set_user_attr("traceback", traceback.format_exc())
             self._fail(trial, reporter, f"{type(error).__name__}: {error}")
         trial.set_user_attr("history", reporter.history)
         if not reporter.history:
             self._fail(trial, reporter, "the trial reported no epoch")
-        return reporter.history[-1]["loss"]
+        return float(reporter.history[-1]["loss"])
+
+    def _interrupted(
+        self,
+        trial: Any,
+        reporter: ValidatingReporter,
+        kept: _optuna_checkpoints.TrialCheckpoints | None,
+    ) -> None:
+        """Store what an interrupted trial did: its retry continues after its last report."""
+        trial.set_user_attr("history", reporter.history)
+        if kept is not None:
+            with clean_up():
+                kept.flush()
 
     def _fail(self, trial: Any, reporter: ValidatingReporter, reason: str) -> None:
         trial.set_user_attr("history", reporter.history)

@@ -61,16 +61,19 @@ class TrialResult:
         is_default: Whether this is the untuned-defaults trial (run first, so that tuning never
             ends worse than not tuning).
         error: A failed trial's full traceback (empty otherwise).
+        retry_of: The trial whose config this trial runs again (its worker died, or it was
+            interrupted); ``None`` for a trial the searcher sampled.
     """
 
     trial: int
     status: Status
     reason: str
     config: dict[str, Any]
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = math.nan
     is_default: bool = False
     error: str = ""
+    retry_of: int | None = None
 
     @property
     def epochs(self) -> int:

@@ -14,6 +14,7 @@ from torch.nn import functional
 from greedylr.tasks import builtin_task
 from greedylr.tasks._training import RunSettings
 from greedylr.tasks._training import train_loop
+from greedylr.tasks._training import training_device
 
 
 _TASK = builtin_task("digits-mlp")
@@ -61,19 +62,21 @@ def train(config: dict[str, Any], reporter: Any) -> None:
 
     Config keys besides the schedule's and the optimizer's: ``hidden`` (128), ``batch_size``
     (64). Default optimizer: SGD with momentum 0.9. Reports the validation loss and accuracy;
-    the last epoch adds ``test_loss`` and ``test_accuracy``.
+    the last epoch adds ``test_loss`` and ``test_accuracy``. Trains on the GPU when there is
+    one; checkpoints every epoch (see :func:`greedylr.tasks._training.train_loop`).
     """
     settings = RunSettings.from_config(
         config, task=_TASK, default_optimizer_params={"momentum": 0.9}
     )
     hidden = int(settings.task_params.get("hidden", 128))
     batch_size = int(settings.task_params.get("batch_size", 64))
-    data = _splits()
-    generator = torch.Generator().manual_seed(settings.seed)
+    device = training_device()
+    data = {split: (x.to(device), y.to(device)) for split, (x, y) in _splits().items()}
+    generator = torch.Generator().manual_seed(settings.seed)  # on the CPU on every device
     torch.manual_seed(settings.seed)
     model = torch.nn.Sequential(
         torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
-    )
+    ).to(device)
     train_x, train_y = data["train"]
     batches = -(-len(train_y) // batch_size)
     optimizer, scheduler = settings.build(model.parameters(), steps_per_epoch=batches)
@@ -81,7 +84,8 @@ def train(config: dict[str, Any], reporter: Any) -> None:
     def run_epoch(after_batch: Any) -> float:
         model.train()
         total = 0.0
-        for index in torch.randperm(len(train_y), generator=generator).split(batch_size):
+        order = torch.randperm(len(train_y), generator=generator).to(device)
+        for index in order.split(batch_size):
             optimizer.zero_grad(set_to_none=True)
             loss = functional.cross_entropy(model(train_x[index]), train_y[index])
             loss.backward()
@@ -100,4 +104,13 @@ def train(config: dict[str, Any], reporter: Any) -> None:
                 "accuracy": float((logits.argmax(1) == y).float().mean()),
             }
 
-    train_loop(settings, optimizer, scheduler, reporter, run_epoch=run_epoch, measure=measure)
+    train_loop(
+        settings,
+        optimizer,
+        scheduler,
+        reporter,
+        run_epoch=run_epoch,
+        measure=measure,
+        model=model,
+        generator=generator,
+    )

@@ -16,6 +16,7 @@ import torch
 from greedylr.tasks import builtin_task
 from greedylr.tasks._training import RunSettings
 from greedylr.tasks._training import train_loop
+from greedylr.tasks._training import training_device
 
 
 _TASK = builtin_task("nmf")
@@ -44,19 +45,25 @@ def train(config: dict[str, Any], reporter: Any) -> None:
 
     Config keys besides the schedule's and the optimizer's: ``rows`` (100), ``columns`` (80),
     ``rank`` (5), ``noise`` (data noise, 0.1), ``gradient_noise`` (std of the noise added to
-    every gradient entry, 0.5). An epoch is 50 steps. Default optimizer: plain SGD.
+    every gradient entry, 0.5). An epoch is 50 steps. Default optimizer: plain SGD. Trains on
+    the GPU when there is one; checkpoints every epoch.
     """
     settings = RunSettings.from_config(config, task=_TASK)
     task = settings.task_params
     rows, columns = int(task.get("rows", 100)), int(task.get("columns", 80))
     rank = int(task.get("rank", 5))
     gradient_noise = float(task.get("gradient_noise", 0.5))
-    problem = _problem(rows, columns, rank, float(task.get("noise", 0.1)))
+    device = training_device()
+    problem = {
+        name: value.to(device)
+        for name, value in _problem(rows, columns, rank, float(task.get("noise", 0.1))).items()
+    }
     observed = problem["observed"]
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)  # on the CPU on every device
     scale = (observed.mean() / rank) ** 0.5
-    left = torch.nn.Parameter(scale * torch.rand(rows, rank, generator=generator))
-    right = torch.nn.Parameter(scale * torch.rand(rank, columns, generator=generator))
+    left = torch.nn.Parameter(scale * torch.rand(rows, rank, generator=generator).to(device))
+    right = torch.nn.Parameter(scale * torch.rand(rank, columns, generator=generator).to(device))
+    factors = torch.nn.ParameterDict({"left": left, "right": right})
     optimizer, scheduler = settings.build([left, right], steps_per_epoch=STEPS_PER_EPOCH)
     train_mask = problem["train"]
     entries_per_row = float(train_mask.sum()) / rows  # the loss is per row: 1/2 SSE / row
@@ -70,7 +77,7 @@ def train(config: dict[str, Any], reporter: Any) -> None:
             loss.backward()
             with torch.no_grad():
                 for parameter in (left, right):
-                    noise = torch.randn(parameter.shape, generator=generator)
+                    noise = torch.randn(parameter.shape, generator=generator).to(device)
                     parameter.grad.add_(gradient_noise * noise)  # type: ignore[union-attr]
             optimizer.step()
             with torch.no_grad():
@@ -87,4 +94,13 @@ def train(config: dict[str, Any], reporter: Any) -> None:
             relative = error.sqrt() / observed[mask].pow(2).mean().sqrt()
         return {"loss": float(error), "relative_error": float(relative)}
 
-    train_loop(settings, optimizer, scheduler, reporter, run_epoch=run_epoch, measure=measure)
+    train_loop(
+        settings,
+        optimizer,
+        scheduler,
+        reporter,
+        run_epoch=run_epoch,
+        measure=measure,
+        model=factors,
+        generator=generator,
+    )

@@ -16,6 +16,7 @@ import torch
 from greedylr.tasks import builtin_task
 from greedylr.tasks._training import RunSettings
 from greedylr.tasks._training import train_loop
+from greedylr.tasks._training import training_device
 
 
 _TASK = builtin_task("quadratic")
@@ -29,22 +30,27 @@ def train(config: dict[str, Any], reporter: Any) -> None:
     Config keys besides the schedule's and the optimizer's: ``dimension`` (100),
     ``batch_size`` (gradient noise variance ``h / batch_size``, 8), ``evaluation_size`` (the
     size of the validation and test "sets", 1000). An epoch is 100 steps; the start is
-    ``x_i = 1``. Default optimizer: plain SGD.
+    ``x_i = 1``. Default optimizer: plain SGD. Runs on the GPU when there is one; checkpoints
+    every epoch.
     """
     settings = RunSettings.from_config(config, task=_TASK)
     task = settings.task_params
     dimension = int(task.get("dimension", 100))
     batch_size = float(task.get("batch_size", 8))
     evaluation_size = float(task.get("evaluation_size", 1000))
+    device = training_device()
     curvature = 1.0 / torch.arange(1, dimension + 1, dtype=torch.float64)
     data = torch.Generator().manual_seed(_DATA_SEED)
     offsets = {
-        split: torch.randn(dimension, generator=data, dtype=torch.float64)
-        * (1.0 / (curvature * evaluation_size)).sqrt()
+        split: (
+            torch.randn(dimension, generator=data, dtype=torch.float64)
+            * (1.0 / (curvature * evaluation_size)).sqrt()
+        ).to(device)
         for split in ("val", "test")
     }
-    generator = torch.Generator().manual_seed(settings.seed)
-    x = torch.nn.Parameter(torch.ones(dimension, dtype=torch.float64))
+    curvature = curvature.to(device)
+    generator = torch.Generator().manual_seed(settings.seed)  # on the CPU on every device
+    x = torch.nn.Parameter(torch.ones(dimension, dtype=torch.float64, device=device))
     optimizer, scheduler = settings.build([x], steps_per_epoch=STEPS_PER_EPOCH)
     noise_scale = (curvature / batch_size).sqrt()
 
@@ -52,7 +58,7 @@ def train(config: dict[str, Any], reporter: Any) -> None:
         total = 0.0
         for _ in range(STEPS_PER_EPOCH):
             optimizer.zero_grad(set_to_none=True)
-            noise = torch.randn(dimension, generator=generator, dtype=torch.float64)
+            noise = torch.randn(dimension, generator=generator, dtype=torch.float64).to(device)
             with torch.no_grad():
                 x.grad = curvature * x + noise_scale * noise
                 total += float(0.5 * (curvature * x * x).sum())
@@ -66,4 +72,13 @@ def train(config: dict[str, Any], reporter: Any) -> None:
             expected = 0.5 * (curvature * x * x).sum()
         return {"loss": float(loss), "expected_loss": float(expected)}
 
-    train_loop(settings, optimizer, scheduler, reporter, run_epoch=run_epoch, measure=measure)
+    train_loop(
+        settings,
+        optimizer,
+        scheduler,
+        reporter,
+        run_epoch=run_epoch,
+        measure=measure,
+        model=torch.nn.ParameterDict({"x": x}),
+        generator=generator,
+    )

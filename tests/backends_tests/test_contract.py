@@ -20,7 +20,7 @@ from tests.backends_tests import toy_tasks
 
 def test_reports_are_checked_converted_and_forwarded() -> None:
     seen = []
-    reporter = ValidatingReporter(lambda e, loss, m: seen.append((e, loss, m)), max_epochs=3)
+    reporter = ValidatingReporter(lambda e, loss, m, c: seen.append((e, loss, m)), max_epochs=3)
     reporter.report(epoch=1, loss=torch.tensor(0.5), accuracy=np.float32(0.25))
     reporter.report(epoch=3, loss=0.25)
     assert seen == [(1, 0.5, {"accuracy": 0.25}), (3, 0.25, {})]

@@ -31,7 +31,10 @@ def test_a_task_that_always_raises_stops_early_and_shows_its_traceback(tmp_path:
     assert 3 <= len(trials) <= 3 + 2, "the study ran on after its first trials all failed"
     table = pd.read_csv(tmp_path / "run" / "trials.csv", keep_default_na=False)
     failed = table[table["status"] == "failed"]
-    assert len(failed) == len(trials)
+    # A trial the other worker was running when the study stopped is cut short: interrupted.
+    assert set(table["status"]) <= {"failed", "interrupted"}, table["status"]
+    assert len(table) == len(trials)
+    assert len(failed) >= 3
     for _, row in failed.iterrows():
         text = (tmp_path / "run" / row["traceback"]).read_text()
         assert "ZeroDivisionError: the task's own bug" in text
