@@ -140,8 +140,6 @@ _TUNE_FLAGS = {
 }
 
 
-
-
 def name_flags(message: str) -> str:
     """``message`` with the Python parameter names of ``tune()`` replaced by their flags.
 
@@ -223,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="optuna",
         type=_one_of(backends),
         metavar="NAME",
-        help=f"the engine: {_listed(backends)} (default: %(default)s); each needs its extra, "
-        'e.g. pip install "greedylr[ray]"',
+        help=f"the engine: {_listed(backends)} (default: %(default)s); each needs its extra: "
+        + ", ".join(f'pip install "greedylr[{spec.extra}]"' for spec in BACKENDS.values()),
     )
     tune.add_argument(
         "--trials",
@@ -259,23 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(1),
         default=2,
         metavar="N",
-        help="trials at once (Optuna: worker processes on this machine; Ray: concurrent "
-        "trials on the instance or cluster) (default: %(default)s)",
+        help="trials at once: worker processes on this machine, or trials at once on a cluster "
+        "(default: %(default)s)",
     )
     tune.add_argument(
         "--cpus-per-trial",
         type=_number_above(0, strict=True),
         metavar="N",
-        help="CPU cores (torch threads) per trial (default: the cores shared among the "
-        "trials that run at once)",
+        help="CPU cores (torch threads) per trial; "
+        + _listed([spec.title for spec in BACKENDS.values() if spec.cpu_fractions])
+        + " takes fractions (default: the cores shared among the trials that run at once)",
     )
     tune.add_argument(
         "--gpus-per-trial",
         type=_number_above(0, strict=False),
         default=0,
         metavar="N",
-        help="GPUs per trial; each trial sees only its own through CUDA_VISIBLE_DEVICES. Ray "
-        "takes fractions (0.5: two trials share a GPU) (default: %(default)s, CPU only)",
+        help="GPUs per trial; each trial sees only its own through CUDA_VISIBLE_DEVICES. "
+        + _listed([spec.title for spec in BACKENDS.values() if spec.gpu_fractions])
+        + " takes fractions (0.5: two trials share a GPU) (default: %(default)s, no GPU)",
     )
     searchers = list(SEARCHER_NAMES)
     tune.add_argument(

@@ -76,6 +76,16 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def record_stop_signal(signum: int, frame: FrameType | None = None) -> None:
+    """Count a stop signal as the handler does, without raising :class:`Interrupted`.
+
+    For an engine that stops its own loop gracefully (Ray Tune): the first signal sets
+    :func:`stopping`, the second is ignored, the third still ends the process at once.
+    """
+    with contextlib.suppress(Interrupted):
+        _handler(signum, frame)
+
+
 def install_stop_handlers() -> None:
     """Install the handlers for good, with a fresh state (a forked worker's whole life)."""
     global _state

@@ -26,6 +26,7 @@ from greedylr.backends._registry import check_options
 from greedylr.backends._registry import load_backend
 from greedylr.backends._results import TuneResult
 from greedylr.backends._results import build_result
+from greedylr.backends._results import read_experiment
 from greedylr.backends._results import write_experiment
 from greedylr.backends._results import write_result
 from greedylr.searchers import SearchSpace
@@ -131,6 +132,7 @@ def tune(
     slug = task_slug(task_name)
     out = Path(out) if out is not None else Path("runs") / f"{slug}-{schedule}-seed{seed}"
     _check_writable(out)
+    _check_same_job(out, experiment)
     engine = load_backend(backend)(
         experiment,
         out,
@@ -156,12 +158,22 @@ def _resources(spec: BackendSpec, cpus: float | None, gpus: float) -> Resources:
         raise ValueError(f"`gpus_per_trial` must be >= 0, but got gpus_per_trial={gpus!r}.")
     if gpus and not spec.gpus:
         raise ValueError(f"The {spec.title} backend cannot give trials GPUs (`gpus_per_trial`).")
-    if gpus != int(gpus) and not spec.gpu_fractions:
-        sharing = [other.title for other in BACKENDS.values() if other.gpu_fractions]
-        raise ValueError(
-            f"The {spec.title} backend gives each trial whole GPUs, but got "
-            f"gpus_per_trial={gpus}; {' and '.join(sharing)} can share a GPU among trials."
-        )
+    for name, value, shares in (
+        ("gpus", gpus, spec.gpu_fractions),
+        ("cpus", cpus, spec.cpu_fractions),
+    ):
+        if value is not None and value != int(value) and not shares:
+            sharing = [
+                other.title
+                for other in BACKENDS.values()
+                if getattr(other, f"{name[:3]}_fractions")
+            ]
+            what = "GPU" if name == "gpus" else "core"
+            raise ValueError(
+                f"The {spec.title} backend gives each trial whole {what}s, but got "
+                f"{name}_per_trial={value}; {' and '.join(sharing)} can share a {what} among "
+                "trials."
+            )
     return Resources(cpus_per_trial=cpus, gpus_per_trial=float(gpus))
 
 
@@ -194,6 +206,20 @@ def _run(engine: Backend, out: Path, *, progress: bool) -> TuneResult:
     finally:
         with clean_up():
             engine.close()
+
+
+def _check_same_job(out: Path, experiment: Experiment) -> None:
+    """Refuse a run folder that holds another job (another engine's, say): nothing is lost.
+
+    A rerun of the same job (only ``n_trials`` may differ) continues it.
+    """
+    stored = read_experiment(out)
+    if stored is not None and not stored.same_job(experiment):
+        raise ValueError(
+            f"The run folder {str(out)!r} (--out) holds another experiment ({stored.task}, "
+            f"{stored.schedule}, backend {stored.backend}, seed {stored.seed}, ...); give "
+            "another --out to start a new one."
+        )
 
 
 def _check_writable(out: Path) -> None:
@@ -251,15 +277,10 @@ def join_study(
             workers cannot join from other machines.
     """
     spec = backend_spec(backend)
-    if not spec.shared_storage:
-        joinable = [name for name, other in BACKENDS.items() if other.shared_storage]
-        raise ValueError(
-            f"Workers cannot join a {spec.title} job from other machines; {joinable} can."
-        )
     options = check_options(spec, {"storage": url, "study": study_name, "heartbeat": heartbeat})
     engine = load_backend(backend)
     with stop_on_signals():
-        engine.join(  # type: ignore[attr-defined]
+        engine.join(
             options,
             worker_index=remote_worker_index() if worker_index is None else worker_index,
             threads=threads,

@@ -153,7 +153,15 @@ def test_a_backend_whose_engine_is_missing_names_its_pip_extra(tmp_path: Path) -
             ["--gpus-per-trial", "0.5"],
             ["Optuna backend gives each trial whole GPUs", "Ray Tune can share a GPU"],
         ),
+        (
+            ["--cpus-per-trial", "0.5"],
+            ["Optuna backend gives each trial whole cores", "Ray Tune can share a core"],
+        ),
         (["--gpus-per-trial", "-1"], ["argument --gpus-per-trial:", "must be a number >= 0"]),
+        (
+            ["--backend", "ray", "--max-failures", "abc"],
+            ["argument --max-failures:", "must be an int >= 0, but got 'abc'"],
+        ),
         (["--cpus-per-trial", "0"], ["argument --cpus-per-trial:", "must be a number > 0"]),
         (["--backend", "ray", "--max-failures", "-1"], ["argument --max-failures:", ">= 0"]),
     ],
@@ -272,3 +280,29 @@ def test_a_task_that_always_fails_prints_its_traceback_and_exits_1(tmp_path: Pat
     assert "Traceback (most recent call last):" in result.stderr
     assert any('raise KeyError("hidden")' in line for line in lines)
     assert lines[-1].startswith("greedylr tune: failed: ")
+
+
+def test_a_run_folder_of_another_job_is_refused_and_kept(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = greedylr(
+        "tune", "--task", "quadratic", "--trials", "2", "--max-epochs", "2", "--workers", "1",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    for other in (["--backend", "ray"], ["--seed", "1"], ["--early-stopping", "median"]):
+        result = greedylr(
+            "tune", "--task", "quadratic", "--trials", "2", "--max-epochs", "2", "--out",
+            str(out), *other,
+        )  # fmt: skip
+        assert_refused(result, "holds another experiment", "give another --out")
+        after = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+        assert after == before
+    assert not (out / "ray").exists()
+
+
+def test_an_alias_is_stored_by_its_name() -> None:
+    experiment = Experiment.create("quadratic", n_trials=3, backend="ray", early_stopping="sha")
+    assert experiment.early_stopping == "asha"
+    same = Experiment.create("quadratic", n_trials=5, backend="ray", early_stopping="asha")
+    assert experiment.same_job(same)

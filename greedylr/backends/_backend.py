@@ -18,6 +18,7 @@ The progress bar, the summary, the results files and the report only ever see
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 from abc import ABC
@@ -103,6 +104,8 @@ class BackendSpec:
         gpus: Trials can be given GPUs (``gpus_per_trial``); fractions allowed when
             ``gpu_fractions``.
         gpu_fractions: Several trials may share one GPU (``gpus_per_trial=0.5``).
+        cpu_fractions: Several trials may share one core (``cpus_per_trial=0.5``); otherwise
+            a trial gets whole cores (its torch threads).
         shared_storage: Workers on other machines may join a job (``greedylr worker``).
         clusters: Runs trials on a cluster of machines it attaches to (``address``).
     """
@@ -118,6 +121,7 @@ class BackendSpec:
     options: tuple[Option, ...] = ()
     gpus: bool = True
     gpu_fractions: bool = False
+    cpu_fractions: bool = False
     shared_storage: bool = False
     clusters: bool = False
 
@@ -151,7 +155,8 @@ class Census:
         pruned: Trials stopped early by the early-stopping rule.
         failed: Trials that raised, diverged, or whose worker died (after their retries).
         running: Trials running now.
-        waiting: Trials queued but not started (retries, for instance).
+        waiting: Trials queued but not started (retries, for instance), and interrupted
+            trials, which run again.
         best_loss: The best final loss of a completed trial (``inf``: none yet).
         originals: Configs the job sampled (retries not counted).
     """
@@ -174,7 +179,7 @@ def census_of(records: Sequence[TrialResult]) -> Census:
     for record in records:
         if record.trial in retried:
             continue
-        status = {"interrupted": "failed"}.get(record.status, record.status)
+        status = {"interrupted": "waiting"}.get(record.status, record.status)  # it runs again
         counts[status] += 1
         loss = record.final_loss
         if status == "completed" and loss is not None and math.isfinite(loss):
@@ -182,6 +187,28 @@ def census_of(records: Sequence[TrialResult]) -> Census:
     done = counts["completed"] + counts["pruned"] + counts["failed"]
     originals = sum(1 for record in records if record.retry_of is None)
     return Census(done=done, best_loss=best, originals=originals, **counts)
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity; container limits that use it too)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+FAILURES_BEFORE_STOP = 3
+"""A run whose first this-many configs all fail by the task's own error stops."""
+
+
+def task_failed_error(out: Path, reason: str, traceback: str) -> TaskFailedError:
+    """The error a backend's :meth:`Backend.task_failure` returns when the task kept failing."""
+    from greedylr.backends._contract import TaskFailedError
+
+    return TaskFailedError(
+        f"The task failed in the first {FAILURES_BEFORE_STOP} trials of this run ({reason}); "
+        f"the study stopped. Every traceback is in {out / 'failures'}/.",
+        details=traceback,
+    )
 
 
 def note(message: str) -> None:
@@ -260,7 +287,35 @@ class Backend(ABC):
 
     def settings(self) -> dict[str, Any]:
         """What ``experiment.json`` records besides the experiment (no secrets)."""
-        return {"workers": self.workers}
+        return {
+            "workers": self.workers,
+            "cpus_per_trial": self.resources.cpus_per_trial,
+            "gpus_per_trial": self.resources.gpus_per_trial,
+        }
+
+    def threads(self) -> int:
+        """Torch threads per trial: the cores asked for (at least 1), else the task's own,
+        else this machine's cores shared among the trials that run at once."""
+        from greedylr.tasks import resolve_task
+
+        if self.resources.cpus_per_trial is not None:
+            return max(1, int(self.resources.cpus_per_trial))
+        cores = cpu_count()
+        threads = resolve_task(self.experiment.task).threads or cores
+        return threads if self.workers == 1 else min(threads, max(1, cores // self.workers))
+
+    @classmethod
+    def join(
+        cls, options: dict[str, Any], *, worker_index: int, threads: int | None = None
+    ) -> None:
+        """Work on a job in a shared storage until it is done (``greedylr worker``).
+
+        Only engines whose spec has ``shared_storage`` implement it.
+
+        Raises:
+            ValueError: This engine's workers cannot join from other machines.
+        """
+        raise ValueError(f"Workers cannot join a {cls.spec.title} job from other machines.")
 
     def task_failure(self) -> TaskFailedError | None:
         """The error to raise when the task kept failing and the job stopped early."""

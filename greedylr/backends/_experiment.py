@@ -67,7 +67,10 @@ class Experiment:
     def __post_init__(self) -> None:
         spec = backend_spec(self.backend)
         check_choice(spec, "searcher", self.searcher)
-        check_choice(spec, "early_stopping", self.early_stopping)
+        # An alias (``sha``) is stored by its name (``asha``): one job, one spelling.
+        object.__setattr__(
+            self, "early_stopping", check_choice(spec, "early_stopping", self.early_stopping)
+        )
         get_schedule_info(self.schedule)
         for name in ("n_trials", "max_epochs", "min_epochs"):
             check_int(name, getattr(self, name), minimum=1)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from greedylr._imports import require
+from greedylr.backends._backend import FAILURES_BEFORE_STOP
 from greedylr.backends._backend import Census
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._optuna_storage import DEFAULT_HEARTBEAT
@@ -222,7 +223,6 @@ def census(trials: list[Any]) -> Census:
 
 
 SESSION_ATTR = "greedylr_session_first_trial"
-FAILURES_BEFORE_STOP = 3
 INTERRUPTED = "interrupted"
 
 

@@ -18,12 +18,13 @@ from greedylr.backends import _optuna_storage
 from greedylr.backends import _optuna_worker
 from greedylr.backends._backend import Backend
 from greedylr.backends._backend import Census
+from greedylr.backends._backend import cpu_count
 from greedylr.backends._backend import note
+from greedylr.backends._backend import task_failed_error
 from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._registry import BACKENDS
 from greedylr.backends._results import TrialResult
-from greedylr.tasks import resolve_task
 
 
 class OptunaBackend(Backend):
@@ -76,7 +77,7 @@ class OptunaBackend(Backend):
         study.set_user_attr(_optuna.SESSION_ATTR, _optuna.next_trial(trials))
         left = self.experiment.n_trials - _optuna.census(trials).done
         self.workers = max(1, min(self.workers, left))  # never more workers than trials left
-        cores = _optuna_local.cpu_count()
+        cores = cpu_count()
         if self.workers > cores:
             note(
                 f"{self.workers} workers on {cores} CPU cores: trials share the cores, so each "
@@ -85,30 +86,12 @@ class OptunaBackend(Backend):
         return self.experiment
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "storage": _optuna_storage.hide_password(self._url),
-            "study": self._name,
-            "workers": self.workers,
-            **self._resource_settings(),
-        }
-
-    def _resource_settings(self) -> dict[str, Any]:
-        return {
-            "cpus_per_trial": self.resources.cpus_per_trial,
-            "gpus_per_trial": self.resources.gpus_per_trial,
-        }
-
-    def _threads(self) -> int:
-        """Torch threads per trial: asked, else the task's, else the cores over the workers."""
-        if self.resources.cpus_per_trial is not None:
-            return int(self.resources.cpus_per_trial)
-        cores = _optuna_local.cpu_count()
-        threads = resolve_task(self.experiment.task).threads or cores
-        return threads if self.workers == 1 else min(threads, max(1, cores // self.workers))
+        storage = {"storage": _optuna_storage.hide_password(self._url), "study": self._name}
+        return {**storage, **super().settings()}
 
     def run(self, lock: threading.Lock) -> None:
         if self.workers == 1:
-            with _optuna_local.torch_threads(self._threads()):
+            with _optuna_local.torch_threads(self.threads()):
                 _optuna_local.work(
                     self._study,
                     worker_index=0,
@@ -123,7 +106,7 @@ class OptunaBackend(Backend):
                 self._name,
                 workers=self.workers,
                 heartbeat=self._heartbeat,
-                threads=self._threads(),
+                threads=self.threads(),
                 lock=lock,
                 checkpoints=self._checkpoints,
                 gpus_per_trial=self.resources.gpus_per_trial,
@@ -145,14 +128,11 @@ class OptunaBackend(Backend):
         if failure is None:
             return None
         reason = failure.user_attrs.get("fail_reason", "error")
-        return TaskFailedError(
-            f"The task failed in the first {_optuna.FAILURES_BEFORE_STOP} trials of this run "
-            f"({reason}); the study stopped. Every traceback is in {self.out / 'failures'}/.",
-            details=failure.user_attrs.get("traceback", ""),
-        )
+        return task_failed_error(self.out, reason, failure.user_attrs.get("traceback", ""))
 
-    @staticmethod
+    @classmethod
     def join(
+        cls,
         options: dict[str, Any],
         *,
         worker_index: int,
@@ -180,8 +160,7 @@ class OptunaBackend(Backend):
             url,
             options["study"],
             worker_index=worker_index,
-            threads=threads or _optuna_local.cpu_count(),
+            threads=threads or cpu_count(),
             heartbeat=options.get("heartbeat"),
             poll_seconds=0.5,
         )
-

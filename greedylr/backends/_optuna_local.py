@@ -46,13 +46,6 @@ class WorkerError(RuntimeError):
     """Worker processes keep dying; the study so far is kept."""
 
 
-def cpu_count() -> int:
-    """The CPUs this process may run on (its affinity; container limits that use it too)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """Run with ``threads`` torch threads, then restore the previous count."""

@@ -303,7 +303,9 @@ def run_worker(
     before = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(experiment, worker_seed(experiment.seed, worker_index, before))
     study.pruner = make_pruner(experiment)
-    tags = {"devices": devices} if devices is not None else {}
+    tags = {"node": os.uname().nodename, "devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    if devices is not None:
+        tags["devices"] = devices
     objective = _Objective(train, space, experiment, checkpoints=checkpoints, tags=tags)
     while True:
         if stopping():

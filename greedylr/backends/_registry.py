@@ -20,18 +20,21 @@ from greedylr.backends._backend import BackendSpec
 from greedylr.backends._backend import Option
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be >= 1, but got {value}")
-    return value
+def _int_at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise ValueError(f"must be an int >= {low}, but got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"must be >= 0, but got {value}")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _address(text: str) -> str:
@@ -103,14 +106,14 @@ BACKENDS: dict[str, BackendSpec] = {
                 ),
                 Option(
                     "max_failures",
-                    "retry a crashed trial this many times, from its last checkpoint "
-                    "(default: 2)",
+                    "retry a crashed trial this many times, from its last checkpoint (default: 2)",
                     parse=_non_negative_int,
                     metavar="N",
                 ),
             ),
             gpus=True,
             gpu_fractions=True,
+            cpu_fractions=True,
             clusters=True,
         ),
     )
@@ -182,11 +185,7 @@ def offering(what: str, value: str) -> list[str]:
         value: Its name.
     """
     attribute = "searchers" if what == "searcher" else "early_stopping"
-    return [
-        spec.name
-        for spec in BACKENDS.values()
-        if value in getattr(spec, attribute)
-    ]
+    return [spec.name for spec in BACKENDS.values() if value in getattr(spec, attribute)]
 
 
 def with_option(option: str) -> list[str]:
@@ -213,9 +212,7 @@ def check_choice(spec: BackendSpec, what: str, value: str) -> str:
     if value in offered:
         return value
     if value not in known and value not in offering(what, value):
-        raise ValueError(
-            f"`{what}` must be one of {sorted(known)}, but got {what}={value!r}."
-        )
+        raise ValueError(f"`{what}` must be one of {sorted(known)}, but got {what}={value!r}.")
     others = [name for name in offering(what, value) if name != spec.name]
     elsewhere = f"; {_engines(others)} {_offer(others)} it" if others else ""
     raise ValueError(

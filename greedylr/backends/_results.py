@@ -242,6 +242,21 @@ def write_experiment(out: Path, experiment: Experiment, extra: dict[str, Any]) -
     _atomic_write(out / "experiment.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def read_experiment(out: Path) -> Experiment | None:
+    """The experiment a run folder holds (``None``: no ``experiment.json``).
+
+    Raises:
+        ValueError: The file is not an experiment greedylr wrote.
+    """
+    path = Path(out) / "experiment.json"
+    if not path.is_file():
+        return None
+    try:
+        return Experiment(**json.loads(path.read_text())["experiment"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"Cannot read {str(path)!r}: {error}") from None
+
+
 def read_result(out: Path) -> TuneResult:
     """Load a run folder written by :func:`write_experiment` and :func:`write_result`.
 
@@ -252,9 +267,9 @@ def read_result(out: Path) -> TuneResult:
         ValueError: ``out`` has no ``experiment.json``: it is not a run folder.
     """
     out = Path(out)
-    if not (out / "experiment.json").is_file():
+    experiment = read_experiment(out)
+    if experiment is None:
         raise ValueError(f"{str(out)!r} is not a run folder: it has no experiment.json.")
-    experiment = Experiment(**json.loads((out / "experiment.json").read_text())["experiment"])
     trials = _read_table(out / "trials.csv", TRIAL_COLUMNS, keep_default_na=False, na_values=[""])
     for column, missing in (("defaults", False), ("traceback", math.nan)):  # older run folders
         if column not in trials:

@@ -22,7 +22,11 @@ def run(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_task_that_always_raises_stops_early_and_shows_its_traceback(tmp_path: Path) -> None:
-    result = run(tune_command(tmp_path, "always_raises", "--workers", "2", trials=40))
+    # No early stopping: a trial pruned at epoch 1, before it raises, would be a result.
+    command = tune_command(
+        tmp_path, "always_raises", "--workers", "2", "--early-stopping", "none", trials=40
+    )
+    result = run(command)
     assert result.returncode == 1, result.stderr
     assert "Traceback (most recent call last)" in result.stderr
     assert "ZeroDivisionError: the task's own bug" in result.stderr

@@ -51,13 +51,14 @@ def test_every_engine_feeds_the_bar_from_neutral_trial_results() -> None:
         TrialResult(4, "interrupted", "stopped by Ctrl-C", {}),
     ]
     now = census_of(records)
+    # Trial 1 counts by its retry (3, running); the interrupted trial 4 runs again: waiting.
     assert now == Census(
-        done=3, completed=1, pruned=1, failed=1, running=1, waiting=0, best_loss=0.25, originals=4
+        done=2, completed=1, pruned=1, failed=0, running=1, waiting=1, best_loss=0.25, originals=4
     )
     experiment = Experiment.create("quadratic", n_trials=8)
     line = Progress(experiment, lambda: now, stream=io.StringIO()).line()
-    assert "3/8 trials" in line
-    assert "pruned 1, failed 1, running 1, best 0.25" in line
+    assert "2/8 trials" in line
+    assert "pruned 1, failed 0, running 1, best 0.25" in line
 
 
 def test_a_terminal_gets_one_line_redrawn_in_place() -> None:
