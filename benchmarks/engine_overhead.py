@@ -15,12 +15,17 @@ the task's data or torch's first-optimizer set-up: one untimed run of each side 
 
 Run: ``python benchmarks/engine_overhead.py [--task digits-mlp] [--trials 60] [--repeats 3]``.
 Prints the wall times and the ratio greedylr / hand-written (target <= 1.05).
+
+``--engine ray`` compares the Ray Tune backend with a hand-written Ray Tune script instead, and
+measures the time to the first trial on a local instance and on an attached cluster: see
+``benchmarks/ray_overhead.py``, which it runs with the other arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +93,15 @@ def through_greedylr(task: str, trials: int, seed: int, folder: Path) -> tuple[f
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--engine" in argv:
+        at = argv.index("--engine")
+        engine, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
+        if engine == "ray":
+            ray_overhead = Path(__file__).with_name("ray_overhead.py")
+            os.execv(sys.executable, [sys.executable, str(ray_overhead), *argv])
+        if engine != "optuna":
+            raise SystemExit(f"--engine must be optuna or ray, but got {engine!r}")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits-mlp")
     parser.add_argument("--trials", type=int, default=60)
