@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from typing import NoReturn
 
+from greedylr._checks import int_parser
 from greedylr._version import __version__
 from greedylr.backends._backend import Option
 
@@ -43,17 +44,7 @@ class UsageError(ValueError):
 
 def _int_at_least(low: int) -> Callable[[str], int]:
     """An argparse ``type`` for ints >= ``low``: argparse names the flag in the error."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an int >= {low}, but got {text!r}.")
-        return value
-
-    return parse
+    return _argparse_type(int_parser(low))
 
 
 def _number_above(low: float, *, strict: bool) -> Callable[[str], float]:
@@ -72,12 +63,13 @@ def _number_above(low: float, *, strict: bool) -> Callable[[str], float]:
     return parse
 
 
-def _engine_option(option: Option) -> Callable[[str], Any]:
-    """An argparse ``type`` from an engine option's parser: its ``ValueError`` names the flag."""
+def _argparse_type(parser: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` from a parser that raises ``ValueError``: argparse then names the
+    flag in the error, and the message is kept as it is."""
 
     def parse(text: str) -> Any:
         try:
-            return option.parse(text)
+            return parser(text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error).rstrip(".") + ".") from None
 
@@ -95,7 +87,7 @@ def _add_engine_options(parser: argparse.ArgumentParser, backends: dict[str, Any
     for name, option in options.items():
         parser.add_argument(
             option.flag,
-            type=_engine_option(option),
+            type=_argparse_type(option.parse),
             metavar=option.metavar,
             help=f"({' and '.join(seen[name])}) {option.help}",
         )

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 from typing import Any
 
+from greedylr._checks import int_parser
 from greedylr._imports import MissingDependencyError
 from greedylr.backends._backend import EARLY_STOPPING_ALIASES
 from greedylr.backends._backend import EARLY_STOPPING_RULES
@@ -20,21 +21,8 @@ from greedylr.backends._backend import BackendSpec
 from greedylr.backends._backend import Option
 
 
-def _int_at_least(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low:
-            raise ValueError(f"must be an int >= {low}, but got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+_positive_int = int_parser(1)
+_non_negative_int = int_parser(0)
 
 
 def _address(text: str) -> str:
