@@ -11,7 +11,6 @@ up after it in :mod:`greedylr.backends._ray_session`.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import shutil
 import signal
@@ -45,6 +44,7 @@ from greedylr.backends._ray_trainable import CheckpointsNeededError
 from greedylr.backends._ray_trainable import run_trial
 from greedylr.backends._registry import BACKENDS
 from greedylr.backends._results import TrialResult
+from greedylr.backends._results import read_experiment
 
 
 EXPERIMENT_FOLDER = "ray"
@@ -241,19 +241,14 @@ class RayBackend(Backend):
     def _stored_job(self) -> Experiment:
         """The experiment to run: the asked one, or the stored one it continues.
 
+        ``greedylr.tune`` refused a run folder of another job before the backend was made.
+
         Raises:
-            ValueError: The run folder holds another job.
+            ValueError: A Tune experiment asked to grow (it cannot).
         """
-        stored_file = self.out / "experiment.json"
-        if not stored_file.is_file():
+        stored = read_experiment(self.out)
+        if stored is None:
             return self.experiment
-        stored = Experiment(**json.loads(stored_file.read_text())["experiment"])
-        if not stored.same_job(self.experiment):
-            raise ValueError(
-                f"The run folder {str(self.out)!r} holds another experiment ({stored.task}, "
-                f"{stored.schedule}, {stored.backend}, ...); use another --out to start a new "
-                "one."
-            )
         if stored.n_trials > self.experiment.n_trials:  # a rerun never lowers n_trials
             return stored
         if stored.n_trials < self.experiment.n_trials and self._has_tune_experiment():
