@@ -92,7 +92,8 @@ def tune(
         **options: The backend's own options: Optuna ``storage`` (a journal file or an RDB URL;
             default: a journal file in the run folder), ``study`` (default: the run folder's
             name), ``heartbeat`` (seconds, RDB storages); Ray ``address`` (a running cluster:
-            ``auto`` or ``HOST:PORT``; default: a private local instance),
+            ``auto``, ``HOST:PORT``, or ``ray://HOST:PORT`` to run the job there through Ray
+            Client; default: a private local instance),
             ``max_failures`` (retries of a crashed trial).
 
     Returns:

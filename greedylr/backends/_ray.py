@@ -27,6 +27,7 @@ from greedylr.backends._backend import note
 from greedylr.backends._backend import task_failed_error
 from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._experiment import Experiment
+from greedylr.backends._ray_client import ClientJob
 from greedylr.backends._ray_recorder import STATE_KEY
 from greedylr.backends._ray_recorder import StopOnTaskFailure
 from greedylr.backends._ray_recorder import TrialRecorder
@@ -55,8 +56,9 @@ DEFAULT_MAX_FAILURES = 2
 class RayBackend(Backend):
     """Ray Tune: trials in reused Ray actors, on this machine or on a cluster.
 
-    Options: ``address`` (``auto`` or ``HOST:PORT``: attach to a running cluster; default:
-    start a private Ray instance; Ray Client's ``ray://`` addresses are refused), and
+    Options: ``address`` (``auto`` or ``HOST:PORT``: attach to a running cluster;
+    ``ray://HOST:PORT``: run the job on the cluster through Ray Client, keeping the run folder
+    here, see :mod:`greedylr.backends._ray_client`; default: start a private Ray instance), and
     ``max_failures`` (retries of a trial whose worker died, from its last checkpoint;
     default 2). A rerun continues the experiment with the ``workers`` and ``max_failures``
     it is given.
@@ -71,17 +73,12 @@ class RayBackend(Backend):
         self._tuner: Any = None
         self._quiet = Quiet(self.verbose)
         self._environment: Any = None
+        self._client: ClientJob | None = None  # --address ray://: the job runs on the cluster
 
     # Backend -----------------------------------------------------------------------------
 
     def prepare(self) -> Experiment:
         address = self.options.get("address")
-        if address is not None and address.startswith("ray://"):
-            raise ValueError(
-                f"`address` {address!r} is a Ray Client address; greedylr needs its driver on "
-                "the cluster: use --address auto or HOST:PORT there (e.g. `ray job submit -- "
-                "greedylr tune --backend ray --address auto ...`)."
-            )
         self.experiment = self._stored_job()
         self._environment = environment(
             ray_environment(verbose=self.verbose, private=address is None)
@@ -89,6 +86,10 @@ class RayBackend(Backend):
         self._environment.__enter__()
         self._quiet.__enter__()
         self._session = Session(quiet=self._quiet)
+        if address is not None and address.startswith("ray://"):
+            self._client = ClientJob(self)
+            self._client.start()
+            return self.experiment
         if address is None:
             cores = cpu_count()
             self._session.start(num_cpus=max(cores, 1))
@@ -112,6 +113,9 @@ class RayBackend(Backend):
         return self.experiment
 
     def run(self, lock: threading.Lock) -> None:
+        if self._client is not None:
+            self._client.run()
+            return
         assert self._tuner is not None
         assert self._recorder is not None
         signaled = threading.Event()
@@ -162,11 +166,15 @@ class RayBackend(Backend):
             _keep_last_checkpoints(self.experiment_path)
 
     def trials(self) -> list[TrialResult]:
+        if self._client is not None:
+            return self._client.trials()
         if self._recorder is None:
             return []
         return self._recorder.results()
 
     def census(self) -> Census:
+        if self._client is not None:
+            return self._client.census()
         assert self._recorder is not None
         return self._recorder.census()
 
@@ -179,6 +187,8 @@ class RayBackend(Backend):
         }
 
     def task_failure(self) -> TaskFailedError | None:
+        if self._client is not None:
+            return self._client.task_failure()
         failed = self._recorder.task_failed if self._recorder is not None else None
         if failed is None:
             return None

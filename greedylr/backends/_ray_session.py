@@ -197,9 +197,9 @@ class Session:
         )
         self.initialized = True
 
-    def attach(self, address: str) -> None:
-        """Attach to the cluster at ``address`` (``auto`` or ``HOST:PORT``; the parser refuses
-        Ray Client's ``ray://``: greedylr's driver must run on the cluster).
+    def attach(self, address: str, *, runtime_env: dict[str, Any] | None = None) -> None:
+        """Attach to the cluster at ``address`` (``auto``, ``HOST:PORT``, or ``ray://HOST:PORT``
+        through Ray Client) with the job's ``runtime_env``.
 
         Raises:
             ValueError: The cluster cannot be reached.
@@ -212,6 +212,7 @@ class Session:
             with self.quiet.stderr_to(log):
                 ray.init(
                     address=address,
+                    runtime_env=runtime_env,
                     log_to_driver=self.verbose,
                     logging_level=logging.INFO if self.verbose else logging.ERROR,
                     configure_logging=self.verbose,

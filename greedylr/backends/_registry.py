@@ -26,14 +26,8 @@ _non_negative_int = int_parser(0)
 
 
 def _address(text: str) -> str:
-    if not text or text != text.strip():
-        raise ValueError(f"must be auto or HOST:PORT, but got {text!r}")
-    if text.startswith("ray://"):
-        raise ValueError(
-            f"must be auto or HOST:PORT (Ray Client addresses run the tuner away from greedylr's "
-            f"driver; run greedylr on the cluster: `ray job submit -- greedylr tune --backend "
-            f"ray --address auto ...`), but got {text!r}"
-        )
+    if not text or text != text.strip() or text == "ray://":
+        raise ValueError(f"must be auto, HOST:PORT or ray://HOST:PORT, but got {text!r}")
     return text
 
 
@@ -87,8 +81,10 @@ BACKENDS: dict[str, BackendSpec] = {
             options=(
                 Option(
                     "address",
-                    "attach to a running Ray cluster: auto (the one this machine belongs to) or "
-                    "HOST:PORT of its head (default: start a private Ray instance here)",
+                    "attach to a running Ray cluster: auto (the one this machine belongs to), "
+                    "HOST:PORT of its head, or ray://HOST:PORT (Ray Client, from outside the "
+                    "cluster: the job runs there, the run folder stays here; default: start a "
+                    "private Ray instance here)",
                     parse=_address,
                     metavar="ADDRESS",
                 ),

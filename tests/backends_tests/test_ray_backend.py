@@ -136,11 +136,20 @@ def tune(function: str, tmp_path: Path, **options: Any) -> greedylr.backends.Tun
     return greedylr.tune(f"{HERE}:{function}", backend="ray", **settings)
 
 
-def wait_until(condition: Any, what: str) -> None:
+def wait_until(condition: Any, what: str, driver: subprocess.Popen[str] | None = None) -> None:
+    """Poll ``condition``; past WAIT_SECONDS, or once ``driver`` ended without it, fail with
+    the driver's output."""
     deadline = time.monotonic() + WAIT_SECONDS
     while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {WAIT_SECONDS} s for {what}")
+        ended = driver is not None and driver.poll() is not None
+        if ended and condition():  # it came true as the driver ended
+            return
+        if ended or time.monotonic() > deadline:
+            output = ""
+            if driver is not None:
+                driver.kill()
+                output = f"; the driver (exit {driver.wait()}) printed:\n{driver.communicate()[0]}"
+            raise AssertionError(f"waited for {what}{output}")
         time.sleep(0.1)
 
 
@@ -343,7 +352,7 @@ def test_stop_signals_and_a_killed_driver_leave_a_restorable_experiment(tmp_path
     driver = subprocess.Popen(
         cli(tmp_path, log), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    wait_until(lambda: (run / "experiment.json").exists(), "experiment.json")
+    wait_until(lambda: (run / "experiment.json").exists(), "experiment.json", driver)
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=WAIT_SECONDS)
     assert driver.returncode == 130, output
@@ -362,7 +371,9 @@ def test_stop_signals_and_a_killed_driver_leave_a_restorable_experiment(tmp_path
     driver = subprocess.Popen(
         cli(tmp_path, log), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    wait_until(one_completed_and_a_third_started, "a trial to complete and a third to start")
+    wait_until(
+        one_completed_and_a_third_started, "a trial to complete and a third to start", driver
+    )
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=WAIT_SECONDS)
     assert driver.returncode == 130, output
@@ -387,7 +398,7 @@ def test_stop_signals_and_a_killed_driver_leave_a_restorable_experiment(tmp_path
     def continued_from_a_checkpoint() -> bool:
         return any(int(line[3]) > 0 for line in log_lines(log)[before:])
 
-    wait_until(continued_from_a_checkpoint, "a trial to go on from its checkpoint")
+    wait_until(continued_from_a_checkpoint, "a trial to go on from its checkpoint", driver)
     session = ray_session_folder(driver.pid)
     driver.kill()
     output, _ = driver.communicate(timeout=WAIT_SECONDS)
@@ -474,3 +485,24 @@ def test_the_command_line_refuses_a_trial_no_node_can_hold(tmp_path: Path) -> No
     assert "at most the GPUs of one node" in lines[0]
     assert not (tmp_path / "run" / "experiment.json").exists()
     assert not (tmp_path / "run" / "ray").exists()
+
+
+def test_through_ray_client_a_task_file_outside_the_current_directory_is_refused(
+    tmp_path: Path,
+) -> None:
+    # Only the current directory travels to the cluster: a task file elsewhere is refused in
+    # one line before any connection (no cluster listens at this address).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    refused = subprocess.run(
+        [GREEDYLR, "tune", "--backend", "ray", "--address", "ray://127.0.0.1:9",
+         "--task", f"{HERE}:lineage", "--trials", "2", "--max-epochs", "2",
+         "--out", str(tmp_path / "run")],
+        cwd=elsewhere, env=environment(tmp_path), capture_output=True, text=True,
+        timeout=WAIT_SECONDS,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert f"The task file {str(HERE)!r} lies outside the current directory" in lines[0]
+    assert not (tmp_path / "run" / "experiment.json").exists()

@@ -13,8 +13,10 @@ trains on a real GPU runs only where torch sees one.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -233,6 +235,57 @@ class TestTwoNodes:
             unpacked = "session_2*/runtime_resources/working_dir_files/*/clustertask.py"
             copies = node_dir.glob(unpacked)
             assert len(list(copies)) == 1, node_dir
+
+    def test_through_ray_client_the_job_runs_there_and_the_run_folder_stays_here(
+        self, cluster: RayCluster, tmp_path: Path
+    ) -> None:
+        # The user's folder, away from the cluster: only the working dir carries the task
+        # there, and the run folder, inside it, stays here (and is not shipped).
+        project = tmp_path / "project"
+        folder = tmp_path / "marks"
+        write_task(project, folder, together=2, sleep=1.0)
+        out = project / "runs" / "client"
+        command = tune_command(cluster.client_address, "--trials", "4", "--workers", "2")
+        command += ["--max-epochs", "4", "--early-stopping", "none", "--out", "runs/client"]
+        # 1. Ctrl-C here once a trial reported its second epoch on the cluster: the job there
+        # stops, and the run folder here gets the interrupted trials and Tune's experiment.
+        with subprocess.Popen(
+            command, cwd=project, env=cluster.env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        ) as tuning:  # fmt: skip
+            try:
+                deadline = time.monotonic() + RUN_SECONDS
+                while not any(mark["epoch"] == 2 for mark in marks(folder, "epoch")):
+                    assert tuning.poll() is None, tuning.communicate()
+                    assert time.monotonic() < deadline, "no trial reported"
+                    time.sleep(0.1)
+                tuning.send_signal(signal.SIGINT)
+                (stdout, stderr) = tuning.communicate(timeout=RUN_SECONDS)
+            finally:
+                if tuning.poll() is None:
+                    tuning.kill()
+        assert tuning.returncode == 130, f"{stdout[-3000:]}\n{stderr[-3000:]}"
+        trials = pd.read_csv(out / "trials.csv", keep_default_na=False)
+        assert "interrupted" in set(trials["status"]), trials
+        assert (out / "ray" / "tuner.pkl").is_file()
+        epochs_before = len(marks(folder, "epoch"))
+        # 2. The same command again ships the experiment back and finishes it there, going
+        # on from the interrupted trials' checkpoints; the node keeps no copy of it.
+        rerun = subprocess.run(
+            command, cwd=project, env=cluster.env, capture_output=True, text=True,
+            timeout=RUN_SECONDS,
+        )  # fmt: skip
+        output = finished(rerun)
+        assert "continuing the Ray Tune experiment" in rerun.stderr, output
+        assert str(out.resolve()) not in output  # the cluster's copy is named as the one here
+        (trials, history) = check_results(out, 4, frozenset({"completed"}))
+        assert (trials["epochs"] == 4).all()
+        assert set(nodes(history)) == {short(cluster.head.node_id), short(cluster.worker.node_id)}
+        # Restarted from epoch 1, the interrupted trials would run 4 * 4 epochs more.
+        assert len(marks(folder, "epoch")) < epochs_before + 4 * 4
+        assert not list(Path(tempfile.gettempdir(), "greedylr-ray-client").glob("*/ray"))
+        for node_dir in (cluster.head_dir, cluster.worker_dir):  # the run folder was not shipped
+            assert not list(node_dir.glob("session_2*/runtime_resources/working_dir_files/*/runs"))
 
     def test_without_address_greedylr_never_attaches(
         self, cluster: RayCluster, tmp_path: Path
