@@ -18,7 +18,9 @@ Prints the wall times and the ratio greedylr / hand-written (target <= 1.05).
 
 ``--engine ray`` compares the Ray Tune backend with a hand-written Ray Tune script instead, and
 measures the time to the first trial on a local instance and on an attached cluster: see
-``benchmarks/ray_overhead.py``, which it runs with the other arguments.
+``benchmarks/ray_overhead.py``, which it runs with the other arguments. ``--engine syne-tune``
+compares the Syne Tune backend with a hand-written Syne Tune script, and measures the fixed cost
+of one trial next to ``python -c "import torch"``: see ``benchmarks/syne_tune_overhead.py``.
 """
 
 from __future__ import annotations
@@ -97,11 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     if "--engine" in argv:
         at = argv.index("--engine")
         engine, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
-        if engine == "ray":
-            ray_overhead = Path(__file__).with_name("ray_overhead.py")
-            os.execv(sys.executable, [sys.executable, str(ray_overhead), *argv])
+        scripts = {"ray": "ray_overhead.py", "syne-tune": "syne_tune_overhead.py"}
+        if engine in scripts:
+            script = Path(__file__).with_name(scripts[engine])
+            os.execv(sys.executable, [sys.executable, str(script), *argv])
         if engine != "optuna":
-            raise SystemExit(f"--engine must be optuna or ray, but got {engine!r}")
+            raise SystemExit(f"--engine must be optuna, ray or syne-tune, but got {engine!r}")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits-mlp")
     parser.add_argument("--trials", type=int, default=60)

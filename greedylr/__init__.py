@@ -1,14 +1,15 @@
 """greedylr: tune the GreedyLR learning-rate scheduler with Optuna, Ray Tune and Syne Tune.
 
-Importing ``greedylr`` loads torch but none of the engines (optuna, ray, syne_tune): those are
-extras, imported only when a converter or a backend needs them. ``greedylr.tune``,
-``greedylr.join_study`` and ``greedylr.report`` (the CLI's commands as calls) load on first use.
+Importing ``greedylr`` loads none of the engines (optuna, ray, syne_tune): those are extras,
+imported only when a converter or a backend needs them. ``greedylr.GreedyLR`` (and torch with
+it), ``greedylr.tune``, ``greedylr.join_study`` and ``greedylr.report`` (the CLI's commands as
+calls) load on first use: a trial process that imports
+``greedylr.backends`` pays for torch only if its task uses it.
 """
 
 from typing import Any
 
 from greedylr._version import __version__
-from greedylr.schedulers import GreedyLR
 from greedylr.searchers import CategoricalParam
 from greedylr.searchers import FloatParam
 from greedylr.searchers import IntParam
@@ -27,6 +28,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "GreedyLR":
+        from greedylr.schedulers import GreedyLR
+
+        return GreedyLR
     if name in ("tune", "join_study"):  # `greedylr tune` / `greedylr worker` as calls
         from greedylr import _tune
 

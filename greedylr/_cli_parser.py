@@ -272,12 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     searchers = list(SEARCHER_NAMES)
     tune.add_argument(
         "--searcher",
-        default="tpe",
         type=_one_of(searchers),
         metavar="NAME",
         help=f"how configs are sampled: {_listed(searchers)}, as the backend offers ("
-        + "; ".join(f"{spec.title}: {_listed(spec.searchers)}" for spec in BACKENDS.values())
-        + ") (default: %(default)s)",
+        + "; ".join(
+            f"{spec.title}: {_listed(spec.searchers)}, default {spec.default_searcher}"
+            for spec in BACKENDS.values()
+        )
+        + ")",
     )
     rules = list(EARLY_STOPPING_RULES)
     tune.add_argument(

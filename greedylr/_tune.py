@@ -45,7 +45,7 @@ def tune(
     n_trials: int = 300,
     max_epochs: int | None = None,
     workers: int = 1,
-    searcher: str = "tpe",
+    searcher: str | None = None,
     early_stopping: str | None = None,
     min_epochs: int = 1,
     reduction_factor: int = 3,
@@ -70,15 +70,18 @@ def tune(
             module-level function ``train(config, reporter)``.
         schedule: The LR schedule tuned: ``"greedylr"`` or a baseline's name.
         space: The search space (default: the schedule's own, e.g. ``greedylr_space()``).
-        backend: The engine: ``"optuna"`` or ``"ray"`` (:func:`greedylr.backends.backend_spec`
-            tells what each offers).
+        backend: The engine: ``"optuna"``, ``"ray"`` or ``"syne-tune"``
+            (:func:`greedylr.backends.backend_spec` tells what each offers).
         n_trials: How many trials to run.
         max_epochs: The epochs of a trial never stopped early (default: the task's).
         workers: Trials at once (Optuna: worker processes forked from this one; at most as
             many start as trials are left).
-        searcher: ``tpe``, ``random``, ``gp``, ``cmaes`` or ``qmc``, as the backend offers.
+        searcher: ``tpe``, ``random``, ``gp``, ``cmaes``, ``qmc``, ``bo``, ``bohb``,
+            ``asha-bore`` or ``asha-cqr``, as the backend offers (default: the backend's own,
+            Optuna and Ray ``tpe``, Syne Tune ``bohb``).
         early_stopping: ``asha``, ``hyperband``, ``median``, ``pbt`` or ``none``, as the backend
-            offers (default: the backend's own, Optuna ``hyperband``, Ray ``asha``).
+            offers (default: the backend's own, Optuna ``hyperband``, Ray and Syne Tune
+            ``asha``).
         min_epochs: The first epoch at which a trial may be stopped.
         reduction_factor: Keep 1 / this many trials at each rung.
         seed: The run seed (sampling, and the training seed of every trial).
@@ -94,7 +97,8 @@ def tune(
             name), ``heartbeat`` (seconds, RDB storages); Ray ``address`` (a running cluster:
             ``auto``, ``HOST:PORT``, or ``ray://HOST:PORT`` to run the job there through Ray
             Client; default: a private local instance),
-            ``max_failures`` (retries of a crashed trial).
+            ``max_failures`` (retries of a crashed trial); Syne Tune ``asha_kind``
+            (``stopping`` or ``promotion``: paused trials continue from their checkpoint).
 
     Returns:
         The trials and their per-epoch history as DataFrames, and the best config.

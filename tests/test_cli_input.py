@@ -105,9 +105,11 @@ def test_worker_refuses_a_journal_that_does_not_exist(storage: str, tmp_path: Pa
 def test_an_unknown_backend_lists_the_backends(tmp_path: Path) -> None:
     result = greedylr("tune", "--task", "quadratic", "--backend", "keras")
     assert_refused(
-        result, "argument --backend:", "must be one of ['optuna', 'ray'], but got 'keras'"
+        result,
+        "argument --backend:",
+        "must be one of ['optuna', 'ray', 'syne-tune'], but got 'keras'",
     )
-    with pytest.raises(ValueError, match=r"must be one of \['optuna', 'ray'\]"):
+    with pytest.raises(ValueError, match=r"must be one of \['optuna', 'ray', 'syne-tune'\]"):
         Experiment.create("quadratic", n_trials=3, backend="keras")
 
 
@@ -138,7 +140,7 @@ def test_a_backend_whose_engine_is_missing_names_its_pip_extra(tmp_path: Path) -
         (
             ["--early-stopping", "pbt"],
             ["Optuna backend does not offer --early-stopping='pbt'",
-             "Ray Tune (--backend ray) offers it"],
+             "Ray Tune (--backend ray) and Syne Tune (--backend syne-tune) offer it"],
         ),
         (
             ["--backend", "ray", "--storage", "x.log"],
@@ -152,6 +154,14 @@ def test_a_backend_whose_engine_is_missing_names_its_pip_extra(tmp_path: Path) -
         (
             ["--gpus-per-trial", "0.5"],
             ["Optuna backend gives each trial whole GPUs", "Ray Tune can share a GPU"],
+        ),
+        (
+            ["--backend", "syne-tune", "--gpus-per-trial", "0.5"],
+            ["Syne Tune backend gives each trial whole GPUs", "Ray Tune can share a GPU"],
+        ),
+        (
+            ["--backend", "syne-tune", "--asha-kind", "pausing"],
+            ["argument --asha-kind:", "must be one of ['stopping', 'promotion']"],
         ),
         (
             ["--cpus-per-trial", "0.5"],

@@ -57,6 +57,12 @@ SEARCHER_NAMES = {
     "gp": "Gaussian-process Bayesian optimization",
     "cmaes": "CMA-ES evolution strategy",
     "qmc": "quasi-Monte Carlo (Sobol) samples",
+    "bo": "Gaussian-process Bayesian optimization on each trial's last loss (Syne Tune's "
+    "BoTorch searcher; needs botorch)",
+    "bohb": "kernel-density Bayesian optimization on each trial's last loss, as in BOHB",
+    "asha-bore": "Bayesian optimization by density-ratio estimation (BORE) on each trial's "
+    "last loss",
+    "asha-cqr": "conformal quantile regression (CQR) on each trial's last loss",
 }
 """Every searcher greedylr knows, the same on every engine that offers it."""
 
@@ -101,6 +107,7 @@ class BackendSpec:
             :data:`EARLY_STOPPING_RULES`).
         default_early_stopping: The rule used when none is asked for.
         options: Its own options (Optuna: storage, study, heartbeat; Ray: address, ...).
+        default_searcher: The searcher used when none is asked for.
         gpus: Trials can be given GPUs (``gpus_per_trial``); fractions allowed when
             ``gpu_fractions``.
         gpu_fractions: Several trials may share one GPU (``gpus_per_trial=0.5``).
@@ -119,6 +126,7 @@ class BackendSpec:
     early_stopping: tuple[str, ...]
     default_early_stopping: str
     options: tuple[Option, ...] = ()
+    default_searcher: str = "tpe"
     gpus: bool = True
     gpu_fractions: bool = False
     cpu_fractions: bool = False

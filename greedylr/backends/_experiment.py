@@ -12,7 +12,6 @@ from typing import Any
 from greedylr._checks import check_int
 from greedylr.backends._registry import backend_spec
 from greedylr.backends._registry import check_choice
-from greedylr.schedulers import get_schedule_info
 from greedylr.searchers import CategoricalParam
 from greedylr.searchers import FloatParam
 from greedylr.searchers import IntParam
@@ -71,7 +70,7 @@ class Experiment:
         object.__setattr__(
             self, "early_stopping", check_choice(spec, "early_stopping", self.early_stopping)
         )
-        get_schedule_info(self.schedule)
+        _schedule_info(self.schedule)
         for name in ("n_trials", "max_epochs", "min_epochs"):
             check_int(name, getattr(self, name), minimum=1)
         if self.min_epochs > self.max_epochs:
@@ -103,7 +102,8 @@ class Experiment:
     ) -> Experiment:
         """Resolve the task and the default space of ``schedule``; every value is checked.
 
-        ``early_stopping=None`` (or left out) takes the backend's default rule.
+        ``early_stopping=None`` and ``searcher=None`` (or left out) take the backend's default
+        rule and searcher.
 
         Raises:
             ValueError: Bad input, among them a space key that neither the schedule, the
@@ -115,7 +115,7 @@ class Experiment:
                 raise ValueError(f"The task {task!r} has no default epochs; give `max_epochs`.")
             max_epochs = info.default_epochs
         if space is None:
-            get_schedule_info(schedule)
+            _schedule_info(schedule)
             if schedule == "greedylr":
                 space = greedylr_space()
             else:
@@ -125,9 +125,11 @@ class Experiment:
         _check_keys(space, info, schedule)
         if info.default_lr is not None:
             options.setdefault("default_lr", info.default_lr)
+        spec = backend_spec(options.get("backend", "optuna"))
         if options.get("early_stopping") is None:
-            spec = backend_spec(options.get("backend", "optuna"))
             options["early_stopping"] = spec.default_early_stopping
+        if options.get("searcher") is None:
+            options["searcher"] = spec.default_searcher
         return cls(
             task=task,
             function=info.function,
@@ -167,7 +169,7 @@ class Experiment:
         for every seed.
         """
         params, _ = split_space(self.search_space)
-        defaults = dict(get_schedule_info(self.schedule).defaults)
+        defaults = dict(_schedule_info(self.schedule).defaults)
         lr = self.default_lr
         if lr is None and "lr" in params:
             lr = _middle(params["lr"])
@@ -236,3 +238,11 @@ def _clip(param: Param, value: Any) -> Any:
     if param.step is not None:
         return param.low + round((clipped - param.low) / param.step) * param.step
     return float(clipped)
+
+
+def _schedule_info(schedule: str) -> Any:
+    """The schedule's registry entry (imported here: the schedules bring torch, which a trial
+    process of a task without torch need not pay for)."""
+    from greedylr.schedulers import get_schedule_info
+
+    return get_schedule_info(schedule)

@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from greedylr._signals import release_stop_signals
 from greedylr.backends import _optuna
 from greedylr.backends import _optuna_storage
 from greedylr.backends import _optuna_worker
+from greedylr.backends._gpus import gpu_slots
 
 
 STOP_SECONDS = 1.0  # an interrupted worker has this long to mark its trial, then it is killed
@@ -74,47 +74,6 @@ def visible_gpus() -> tuple[list[str], str]:
 
     count = torch.cuda.device_count()
     return [str(index) for index in range(count)], f"torch.cuda.device_count()={count}"
-
-
-def gpu_slots(
-    visible: Sequence[str], workers: int, gpus_per_trial: float, *, source: str | None = None
-) -> list[str]:
-    """The ``CUDA_VISIBLE_DEVICES`` of each worker that may start.
-
-    Worker i gets ``visible[i*g : (i+1)*g]`` (``g = gpus_per_trial``): every GPU goes to one
-    worker at most, so ``len(visible) // g`` workers start at most (fewer than ``workers``
-    when the GPUs run out). ``g = 0``: every worker gets ``""`` (no GPU: the CPU).
-
-    Args:
-        visible: The GPUs to hand out (ids or UUIDs, as ``CUDA_VISIBLE_DEVICES`` lists them).
-        workers: The workers asked for, >= 1.
-        gpus_per_trial: GPUs per worker (a worker runs one trial at a time), a whole
-            number >= 0.
-        source: Where ``visible`` came from, for the error (default: the list itself).
-
-    Raises:
-        ValueError: ``gpus_per_trial`` is not a whole number >= 0, or more than are visible.
-    """
-    whole = isinstance(gpus_per_trial, (int, float)) and not isinstance(gpus_per_trial, bool)
-    if not (whole and float(gpus_per_trial).is_integer() and gpus_per_trial >= 0):
-        raise ValueError(
-            "`gpus_per_trial` must be a whole number >= 0 with the optuna backend, "
-            f"but got {gpus_per_trial=}."
-        )
-    gpus_per_trial = int(gpus_per_trial)
-    if gpus_per_trial == 0:
-        return [""] * workers
-    if gpus_per_trial > len(visible):
-        seen = source or ",".join(visible) or "none"
-        raise ValueError(
-            f"`gpus_per_trial` must be at most the {len(visible)} GPUs visible ({seen}), "
-            f"but got {gpus_per_trial=}."
-        )
-    count = min(workers, len(visible) // gpus_per_trial)
-    return [
-        ",".join(visible[index * gpus_per_trial : (index + 1) * gpus_per_trial])
-        for index in range(count)
-    ]
 
 
 def _worker_gpus(workers: int, gpus_per_trial: float) -> tuple[list[str], int]:

@@ -90,7 +90,9 @@ class ClientJob:
             runtime_env={"working_dir": os.getcwd(), "excludes": self._excludes()},
         )
         (self.out / OUTCOME).unlink(missing_ok=True)  # a former run's
-        tune_files = [name for name in synced_files(self.out) if not name.startswith(CLIENT_FOLDER)]
+        tune_files = [
+            name for name in synced_files(self.out) if not name.startswith(CLIENT_FOLDER)
+        ]
         shipped = pack(self.out, tune_files)
         runner = ray.remote(num_cpus=0, max_restarts=0)(JobRunner)
         self._runner = runner.remote(_key(self.out), spec, shipped)

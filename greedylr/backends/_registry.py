@@ -22,12 +22,19 @@ from greedylr.backends._backend import Option
 
 
 _positive_int = int_parser(1)
+ASHA_KINDS = ("stopping", "promotion")
 _non_negative_int = int_parser(0)
 
 
 def _address(text: str) -> str:
     if not text or text != text.strip() or text == "ray://":
         raise ValueError(f"must be auto, HOST:PORT or ray://HOST:PORT, but got {text!r}")
+    return text
+
+
+def _asha_kind(text: str) -> str:
+    if text not in ASHA_KINDS:
+        raise ValueError(f"must be one of {list(ASHA_KINDS)}, but got {text!r}")
     return text
 
 
@@ -99,6 +106,29 @@ BACKENDS: dict[str, BackendSpec] = {
             gpu_fractions=True,
             cpu_fractions=True,
             clusters=True,
+        ),
+        BackendSpec(
+            name="syne-tune",
+            title="Syne Tune",
+            extra="syne-tune",
+            module="syne_tune",
+            entry="greedylr.backends._syne_tune:SyneTuneBackend",
+            searchers=("random", "bo", "bohb", "asha-bore", "asha-cqr"),
+            early_stopping=("asha", "hyperband", "median", "pbt", "none"),
+            default_early_stopping="asha",
+            options=(
+                Option(
+                    "asha_kind",
+                    "how asha and hyperband stop a trial: stopping (it ends at a rung) or "
+                    "promotion (it pauses at each rung and the best continue from their "
+                    "checkpoint; default: stopping)",
+                    parse=_asha_kind,
+                    metavar="KIND",
+                ),
+            ),
+            default_searcher="bohb",
+            gpus=True,
+            gpu_fractions=False,
         ),
     )
 }
