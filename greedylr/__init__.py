@@ -2,8 +2,8 @@
 
 Importing ``greedylr`` loads none of the engines (optuna, ray, syne_tune): those are extras,
 imported only when a converter or a backend needs them. ``greedylr.GreedyLR`` (and torch with
-it), ``greedylr.tune``, ``greedylr.join_study`` and ``greedylr.report`` (the CLI's commands as
-calls) load on first use: a trial process that imports
+it), ``greedylr.tune``, ``greedylr.join_study``, ``greedylr.report`` and ``greedylr.compare``
+(the CLI's commands as calls) load on first use: a trial process that imports
 ``greedylr.backends`` pays for torch only if its task uses it.
 """
 
@@ -21,6 +21,7 @@ __all__ = [
     "GreedyLR",
     "IntParam",
     "__version__",
+    "compare",
     "join_study",
     "report",
     "tune",
@@ -40,6 +41,10 @@ def __getattr__(name: str) -> Any:
         from greedylr._report import report
 
         return report
+    if name == "compare":  # `greedylr compare` as a call
+        from greedylr.comparison import compare
+
+        return compare
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -354,4 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("tasks", help="list the built-in tasks")
+    from greedylr.comparison._cli import add_compare_parser
+
+    add_compare_parser(commands)
     return parser

@@ -1,4 +1,4 @@
-"""The ``greedylr`` command: ``tune``, ``worker``, ``report`` and ``tasks``.
+"""The ``greedylr`` command: ``tune``, ``worker``, ``report``, ``tasks`` and ``compare``.
 
 Bad input ends with one line on stderr that names the flag, and exit code 2; nothing already
 stored is lost. A run in which no trial completed exits with 1.
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command in ("tune", "worker"):
+    if args.command in ("tune", "worker", "compare"):
         _import_from_current_folder()
     try:
         if args.command == "tasks":
@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             return _tune(args)
         if args.command == "worker":
             return _worker(args)
+        if args.command == "compare":
+            from greedylr.comparison._cli import run_compare
+
+            return run_compare(args)
         return _report(args)
     except KeyboardInterrupt as interruption:  # Ctrl-C, kill -INT (130) or kill -TERM (143)
         from greedylr._signals import exit_code
@@ -60,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         message = _one_line(error)
         if args.command == "tune":
             message = name_flags(message)
+        if args.command == "compare":
+            from greedylr.comparison._cli import compare_flags
+
+            message = compare_flags(message)
         print(f"greedylr {args.command}: error: {message}", file=sys.stderr)
         return 2
     except RuntimeError as error:  # the task keeps failing, worker processes keep dying, ...
