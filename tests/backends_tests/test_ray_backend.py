@@ -25,13 +25,15 @@ from greedylr.backends._contract import load_checkpoint
 from greedylr.backends._ray_trainable import CheckpointsNeededError
 from greedylr.searchers import FloatParam
 from tests.backends_tests.netns import private_network
+from tests.backends_tests.waiting import WAIT_SECONDS
+from tests.backends_tests.waiting import alive
+from tests.backends_tests.waiting import wait_until
 
 
 pytest.importorskip("ray.tune")
 
 HERE = Path(__file__).resolve()
 SPACE = {"x": FloatParam(0.0, 1.0)}
-WAIT_SECONDS = 120.0
 GREEDYLR = str(Path(sys.executable).with_name("greedylr"))
 
 
@@ -134,31 +136,6 @@ def tune(function: str, tmp_path: Path, **options: Any) -> greedylr.backends.Tun
     }
     settings.update(options)
     return greedylr.tune(f"{HERE}:{function}", backend="ray", **settings)
-
-
-def wait_until(condition: Any, what: str, driver: subprocess.Popen[str] | None = None) -> None:
-    """Poll ``condition``; past WAIT_SECONDS, or once ``driver`` ended without it, fail with
-    the driver's output."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        ended = driver is not None and driver.poll() is not None
-        if ended and condition():  # it came true as the driver ended
-            return
-        if ended or time.monotonic() > deadline:
-            output = ""
-            if driver is not None:
-                driver.kill()
-                output = f"; the driver (exit {driver.wait()}) printed:\n{driver.communicate()[0]}"
-            raise AssertionError(f"waited for {what}{output}")
-        time.sleep(0.1)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def open_files(pid: int) -> list[str]:

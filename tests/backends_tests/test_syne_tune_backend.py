@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,9 @@ import pytest
 import greedylr
 from greedylr.backends import TuneResult
 from greedylr.searchers import FloatParam
+from tests.backends_tests.waiting import WAIT_SECONDS
+from tests.backends_tests.waiting import alive
+from tests.backends_tests.waiting import wait_until
 
 
 pytest.importorskip("syne_tune")
@@ -29,7 +31,6 @@ HERE = Path(__file__).resolve()
 TASKS = HERE.with_name("syne_tune_tasks.py")
 TOY = HERE.with_name("toy_tasks.py")
 GREEDYLR = str(Path(sys.executable).with_name("greedylr"))
-WAIT_SECONDS = 120
 
 
 def run(function: str, tmp_path: Path, **options: Any) -> TuneResult:
@@ -50,27 +51,6 @@ def run(function: str, tmp_path: Path, **options: Any) -> TuneResult:
 def log_of(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_until(condition: Any, what: str, driver: subprocess.Popen[str] | None = None) -> None:
-    """Poll ``condition``; past WAIT_SECONDS fail, with the output of ``driver`` (killed)."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            output = ""
-            if driver is not None:
-                driver.kill()
-                output = "; the driver printed:\n" + driver.communicate()[0]
-            raise AssertionError(f"waited {WAIT_SECONDS} s for {what}{output}")
-        time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def assert_epochs_one_by_one(result: TuneResult) -> None:
