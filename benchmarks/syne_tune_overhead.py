@@ -2,14 +2,16 @@
 
 (``python benchmarks/engine_overhead.py --engine syne-tune`` runs this script.)
 
-Both sides run the same task, searcher (random, the same seed, the untuned defaults first), ASHA
-on the reported epoch (max_t the task's epochs, grace period 1, reduction factor 3), one trial at
-a time through Syne Tune's ``LocalBackend`` (one process per trial), the tuner polling every
-0.1 s (Syne Tune's default, 5 s, would dominate both), and a checkpoint written every epoch (the
-built-in tasks hand one with each report; the script saves it with ``torch.save`` into the
-trial's ``st_checkpoint_dir``, as a Syne Tune user who wants to resume would). The runs
-alternate (ABBA); each side keeps its best of ``--repeats``. The script says when the sides ran
-different epochs (the ratio then compares different work).
+Both sides run the same task, searcher (random, the same seed, the untuned defaults first), every
+trial to its last epoch (``--early-stopping none``, the default: the same epochs on both sides;
+``asha`` stops trials on the reported epoch, max_t the task's epochs, grace period 1, reduction
+factor 3, but the two sides' samplers differ, so they stop different trials), one trial at a time
+through Syne Tune's ``LocalBackend`` (one process per trial), the tuner polling every 0.1 s (Syne
+Tune's default, 5 s, would dominate both), and a checkpoint written every epoch (the built-in
+tasks hand one with each report; the script saves it with ``torch.save`` into the trial's
+``st_checkpoint_dir``, as a Syne Tune user who wants to resume would). The runs alternate (ABBA);
+each side keeps its best of ``--repeats``. The script says when the sides ran different epochs
+(the ratio then compares different work).
 
 What each clock covers, the same on both sides: building the job, every trial process (Python,
 the imports, the task's data, training), reading the epochs run back. greedylr's side also
@@ -21,7 +23,8 @@ difference of the trial counts is the cost of one more trial, start-up and wind-
 excluded. It is printed next to a bare ``python -c "import torch"`` (best of 5), the floor of any
 trial process that trains with torch.
 
-Run: ``python benchmarks/syne_tune_overhead.py [--task digits-mlp] [--trials 12] [--repeats 3]``.
+Run: ``python benchmarks/syne_tune_overhead.py [--task digits-mlp] [--trials 8] [--max-epochs 20]
+[--repeats 3] [--early-stopping none|asha]``.
 Prints the wall times and the ratio greedylr / hand-written (target <= 1.05).
 """
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -98,6 +102,7 @@ def hand_written(experiment: Experiment, folder: Path) -> tuple[float, int]:
     from syne_tune.backend import LocalBackend
     from syne_tune.experiments import load_experiment
     from syne_tune.optimizer.baselines import ASHA
+    from syne_tune.optimizer.baselines import RandomSearch
 
     start = time.perf_counter()
     os.environ["SYNETUNE_FOLDER"] = str(folder)
@@ -107,16 +112,27 @@ def hand_written(experiment: Experiment, folder: Path) -> tuple[float, int]:
     params, constants = split_space(experiment.search_space)
     config_space = {**to_syne_tune(params), **constants, "__function__": experiment.function}
     defaults = experiment.default_config()
-    scheduler = ASHA(
-        config_space,
-        metric="loss",
-        do_minimize=True,
-        time_attr="epoch",
-        max_t=experiment.max_epochs,
-        grace_period=experiment.min_epochs,
-        reduction_factor=experiment.reduction_factor,
-        random_seed=experiment.seed,
-        points_to_evaluate=[defaults] if defaults else None,
+    points = [defaults] if defaults else None
+    scheduler = (
+        ASHA(
+            config_space,
+            metric="loss",
+            do_minimize=True,
+            time_attr="epoch",
+            max_t=experiment.max_epochs,
+            grace_period=experiment.min_epochs,
+            reduction_factor=experiment.reduction_factor,
+            random_seed=experiment.seed,
+            points_to_evaluate=points,
+        )
+        if experiment.early_stopping == "asha"
+        else RandomSearch(
+            config_space,
+            metrics=["loss"],
+            do_minimize=True,
+            random_seed=experiment.seed,
+            points_to_evaluate=points,
+        )
     )
     tuner = Tuner(
         trial_backend=LocalBackend(entry_point=str(entry_point), pass_args_as_json=True),
@@ -129,7 +145,8 @@ def hand_written(experiment: Experiment, folder: Path) -> tuple[float, int]:
         tuner_name="hand",
         suffix_tuner_name=False,
     )
-    tuner.run()
+    with contextlib.redirect_stdout(io.StringIO()):  # its banner and tables, as greedylr does
+        tuner.run()
     results = load_experiment("hand", local_path=str(folder)).results
     epochs = int(results.groupby("trial_id")["epoch"].max().sum())
     return time.perf_counter() - start, epochs
@@ -144,7 +161,7 @@ def through_greedylr(experiment: Experiment, folder: Path) -> tuple[float, int]:
         n_trials=experiment.n_trials,
         max_epochs=experiment.max_epochs,
         searcher="random",
-        early_stopping="asha",
+        early_stopping=experiment.early_stopping,
         seed=experiment.seed,
         workers=1,
         cpus_per_trial=1,
@@ -173,7 +190,7 @@ def per_trial_seconds(side: Any, short: int, scratch: Path) -> float:
         experiment = Experiment.create(
             f"{task}:train", space={"x": greedylr.searchers.FloatParam(0.0, 1.0)},
             n_trials=trials, max_epochs=1, backend="syne-tune", searcher="random",
-            early_stopping="asha",
+            early_stopping="none",
         )  # fmt: skip
         walls.append(side(experiment, Path(tempfile.mkdtemp(dir=scratch)))[0])
     return (walls[1] - walls[0]) / (2 * short)
@@ -182,7 +199,9 @@ def per_trial_seconds(side: Any, short: int, scratch: Path) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits-mlp")
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--early-stopping", choices=["none", "asha"], default="none")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--short", type=int, default=4, help="trials of the fixed-cost run")
     parser.add_argument("--seed", type=int, default=0)
@@ -190,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
     experiment = Experiment.create(
-        args.task, n_trials=args.trials, seed=args.seed, backend="syne-tune",
-        searcher="random", early_stopping="asha",
+        args.task, n_trials=args.trials, max_epochs=args.max_epochs, seed=args.seed,
+        backend="syne-tune", searcher="random", early_stopping=args.early_stopping,
     )  # fmt: skip
     sides = [("hand-written Syne Tune", hand_written), ("greedylr tune", through_greedylr)]
     best = {name: float("inf") for name, _ in sides}
