@@ -276,9 +276,9 @@ class SyneTuneBackend(Backend):
         return self.experiment
 
     def _create(self, slots: list[str]) -> Any:
-        from syne_tune import Tuner
         from syne_tune.results_callback import StoreResultsCallback
 
+        from greedylr.backends._syne_tune_recorder import SavedTuner
         from greedylr.backends._syne_tune_recorder import TrialRecorder
         from greedylr.backends._syne_tune_search import GreedyLRScheduler
         from greedylr.backends._syne_tune_search import make_rule
@@ -294,7 +294,7 @@ class SyneTuneBackend(Backend):
         self._recorder = TrialRecorder(
             scheduler, max_epochs=self.experiment.max_epochs, node=os.uname().nodename
         )
-        return Tuner(
+        return SavedTuner(
             trial_backend=_trial_processes(self.path / SPEC_FILE, slots),
             scheduler=scheduler,
             stop_criterion=self._recorder.should_stop,

@@ -11,15 +11,19 @@ the Tuner (``tuner.dill``), so a rerun continues from the same record as the sch
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Any
 
+from syne_tune import Tuner
 from syne_tune.backend.trial_status import Status
 from syne_tune.backend.trial_status import Trial
+from syne_tune.constants import ST_TUNER_DILL_FILENAME
 from syne_tune.optimizer.scheduler import SchedulerDecision
 from syne_tune.tuner_callback import TunerCallback
 
@@ -281,3 +285,20 @@ class TrialRecorder(TunerCallback):
         originals = [r for r in sorted(self.records.values(), key=lambda r: r.trial)]
         originals = [r for r in originals if r.retry_of is None][:FAILURES_BEFORE_STOP]
         return len(originals) == FAILURES_BEFORE_STOP and all(r.task_error for r in originals)
+
+
+class SavedTuner(Tuner):
+    """Syne Tune's Tuner, saved as a whole or not at all.
+
+    Syne Tune writes ``tuner.dill`` in place: a tuner killed mid-write left half a file, and
+    the rerun that should continue the experiment failed to load it. This one writes it in a
+    folder beside it, then moves it over the old one.
+    """
+
+    def save(self, folder: str | None = None) -> None:
+        target = Path(folder if folder is not None else self.tuner_path)
+        partial = target / f".saving-{os.getpid()}"
+        partial.mkdir(exist_ok=True)
+        super().save(folder=str(partial))
+        os.replace(partial / ST_TUNER_DILL_FILENAME, target / ST_TUNER_DILL_FILENAME)
+        partial.rmdir()
