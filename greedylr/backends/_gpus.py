@@ -6,7 +6,18 @@ each running trial one slot of :func:`gpu_slots` through ``CUDA_VISIBLE_DEVICES`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+
+
+def listed_gpus() -> tuple[list[str], str] | None:
+    """The GPUs ``CUDA_VISIBLE_DEVICES`` lists (in order) and how it reads; None when unset."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return None
+    return [entry.strip() for entry in listed.split(",") if entry.strip()], (
+        f"CUDA_VISIBLE_DEVICES={listed!r}"
+    )
 
 
 def gpu_slots(

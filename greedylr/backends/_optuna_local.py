@@ -35,6 +35,7 @@ from greedylr.backends import _optuna
 from greedylr.backends import _optuna_storage
 from greedylr.backends import _optuna_worker
 from greedylr.backends._gpus import gpu_slots
+from greedylr.backends._gpus import listed_gpus
 
 
 STOP_SECONDS = 1.0  # an interrupted worker has this long to mark its trial, then it is killed
@@ -66,10 +67,9 @@ def visible_gpus() -> tuple[list[str], str]:
     ``torch.cuda.device_count()`` counts (through NVML: CUDA itself is not started, so
     workers forked afterwards can still use it).
     """
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    listed = listed_gpus()
     if listed is not None:
-        gpus = [entry.strip() for entry in listed.split(",") if entry.strip()]
-        return gpus, f"CUDA_VISIBLE_DEVICES={listed!r}"
+        return listed
     import torch
 
     count = torch.cuda.device_count()

@@ -30,7 +30,6 @@ from typing import Any
 
 from greedylr import _signals
 from greedylr.backends._backend import Census
-from greedylr.backends._backend import task_failed_error
 from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._ray_client_job import CLIENT_FOLDER
 from greedylr.backends._ray_client_job import OUTCOME
@@ -154,10 +153,9 @@ class ClientJob:
     def task_failure(self) -> TaskFailedError | None:
         if self._outcome.get("kind") != "task_failed":
             return None
-        error = task_failed_error(self.out, "", "")
-        error.args = (self._here(self._outcome["message"]),)
-        error.details = self._outcome.get("details", "")
-        return error
+        # The job's own message, naming the run folder here instead of its copy there.
+        message = self._here(self._outcome["message"])
+        return TaskFailedError(message, details=self._outcome.get("details", ""))
 
     # Internals ---------------------------------------------------------------------------
 

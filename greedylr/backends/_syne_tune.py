@@ -35,6 +35,7 @@ from greedylr.backends._backend import task_failed_error
 from greedylr.backends._contract import TaskFailedError
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._gpus import gpu_slots
+from greedylr.backends._gpus import listed_gpus
 from greedylr.backends._registry import BACKENDS
 from greedylr.backends._results import TrialResult
 from greedylr.backends._results import read_experiment
@@ -55,10 +56,9 @@ def visible_gpus() -> tuple[list[str], str]:
     ``CUDA_VISIBLE_DEVICES`` when it is set; else the GPUs ``nvidia-smi --list-gpus`` lists,
     as Syne Tune counts them (without its ``std.out`` file in the working directory).
     """
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    listed = listed_gpus()
     if listed is not None:
-        gpus = [entry.strip() for entry in listed.split(",") if entry.strip()]
-        return gpus, f"CUDA_VISIBLE_DEVICES={listed!r}"
+        return listed
     try:
         listing = subprocess.run(
             ["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=30
