@@ -185,7 +185,10 @@ class TrialRecorder(Callback):
             record = self._record(trials.index(trial), trial)
             record.ray_status = "TERMINATED"
             self._check_task_failure()
-            record.ended = not self._interrupted
+            # A trial that returned (or failed) by itself ended even when a stop signal came
+            # while it finished; one that Tune stopped after the signal continues on a rerun.
+            finished = record.returned or record.failure is not None
+            record.ended = finished or not self._interrupted
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self._lock:
