@@ -11,9 +11,11 @@ checkpoint), and ends the study after ``n_trials`` sampled configs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -300,6 +302,14 @@ class GreedyLRScheduler(TrialScheduler):
     ) -> None:
         super().__init__(random_seed=getattr(rule, "random_seed", 0))
         self.rule = rule
+        # Syne Tune 0.16's searchers draw their random configs from NumPy's global generator,
+        # which other code draws from too, at moments that vary from run to run: every call
+        # into the rule swaps in this generator's state, so the same seed samples the same
+        # configs (and a restored tuner, pickled with it, goes on where it stopped). Its seed
+        # is derived: the searchers' own generators, seeded with the seed itself, would draw
+        # again the very configs they drew.
+        derived = np.random.SeedSequence(self.random_seed).generate_state(4)
+        self._numpy_state = np.random.RandomState(derived).get_state()
         self.max_epochs = max_epochs
         self.n_trials = n_trials
         self.defaults = defaults or None
@@ -312,11 +322,33 @@ class GreedyLRScheduler(TrialScheduler):
         """Run ``trial``'s config again, from ``checkpoint_of``'s checkpoint (or epoch 1)."""
         self.retries.append((trial, config, checkpoint_of))
 
+    @contextlib.contextmanager
+    def _own_numpy_random(self) -> Iterator[None]:
+        """NumPy's global generator in this scheduler's state for the block (see __init__)."""
+        outside = np.random.get_state()
+        np.random.set_state(self._numpy_state)
+        try:
+            yield
+        finally:
+            self._numpy_state = np.random.get_state()
+            np.random.set_state(outside)
+
     def suggest(self) -> TrialSuggestion | None:
         if self.retries:
             trial, config, checkpoint_of = self.retries.popleft()
             self._next_origin = (trial, checkpoint_of)
             return TrialSuggestion.start_suggestion(dict(config), checkpoint_of)
+        with self._own_numpy_random():
+            suggestion = self._suggest()
+        if suggestion is None:
+            return None
+        if suggestion.spawn_new_trial_id:
+            self.sampled += 1
+        self._next_origin = (None, suggestion.checkpoint_trial_id)
+        return suggestion
+
+    def _suggest(self) -> TrialSuggestion | None:
+        """The rule's suggestion: a promotion, else a new config while ``n_trials`` last."""
         suggestion: TrialSuggestion | None = None
         if isinstance(self.rule, PromotionASHA):
             suggestion = self.rule.promotion()
@@ -327,11 +359,6 @@ class GreedyLRScheduler(TrialScheduler):
                 )
         elif self.sampled < self.n_trials:
             suggestion = self.rule.suggest()
-        if suggestion is None:
-            return None
-        if suggestion.spawn_new_trial_id:
-            self.sampled += 1
-        self._next_origin = (None, suggestion.checkpoint_trial_id)
         return suggestion
 
     def has_work(self) -> bool:
@@ -342,13 +369,16 @@ class GreedyLRScheduler(TrialScheduler):
     def on_trial_add(self, trial: Trial) -> None:
         self.origin[trial.trial_id] = self._next_origin
         self._next_origin = (None, None)
-        self.rule.on_trial_add(trial)
+        with self._own_numpy_random():
+            self.rule.on_trial_add(trial)
 
     def on_trial_error(self, trial: Trial) -> None:
-        self.rule.on_trial_error(trial)
+        with self._own_numpy_random():
+            self.rule.on_trial_error(trial)
 
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> str:
-        decision: str = self.rule.on_trial_result(trial, result)
+        with self._own_numpy_random():
+            decision: str = self.rule.on_trial_result(trial, result)
         if (
             decision != SchedulerDecision.CONTINUE
             and result[TIME_ATTR] < self.max_epochs
@@ -360,10 +390,12 @@ class GreedyLRScheduler(TrialScheduler):
         return decision
 
     def on_trial_complete(self, trial: Trial, result: dict[str, Any]) -> None:
-        self.rule.on_trial_complete(trial, result)
+        with self._own_numpy_random():
+            self.rule.on_trial_complete(trial, result)
 
     def on_trial_remove(self, trial: Trial) -> None:
-        self.rule.on_trial_remove(trial)
+        with self._own_numpy_random():
+            self.rule.on_trial_remove(trial)
 
     def metric_names(self) -> list[str]:
         return [METRIC]

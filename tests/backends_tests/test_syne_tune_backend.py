@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,8 +63,9 @@ def assert_epochs_one_by_one(result: TuneResult) -> None:
 # Searchers and rules ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("searcher", ["random", "bo", "bohb", "asha-bore", "asha-cqr"])
-def test_each_searcher_samples_configs_in_the_space(searcher: str) -> None:
+def sample_configs(searcher: str, seed: int, *, disturb: bool = False) -> list[dict[str, Any]]:
+    """The 8 configs ``searcher`` suggests with ``seed``, the rule told each trial's epochs
+    (``disturb``: with draws from NumPy's global generator in between, as other code makes)."""
     from syne_tune.backend.trial_status import Trial
 
     from greedylr.backends._experiment import Experiment
@@ -72,7 +74,7 @@ def test_each_searcher_samples_configs_in_the_space(searcher: str) -> None:
 
     experiment = Experiment.create(
         f"{TOY}:smooth", space={"x": FloatParam(0.0, 1.0)}, n_trials=8, max_epochs=3,
-        searcher=searcher, backend="syne-tune", seed=4,
+        searcher=searcher, backend="syne-tune", seed=seed,
     )  # fmt: skip
     scheduler = GreedyLRScheduler(
         make_rule(experiment, asha_kind="stopping", defaults=None),
@@ -82,6 +84,8 @@ def test_each_searcher_samples_configs_in_the_space(searcher: str) -> None:
     )
     configs = []
     for trial_id in range(8):  # past the searchers' random start: their models are fit
+        if disturb:
+            np.random.random(trial_id + 1)
         suggestion = scheduler.suggest()
         assert suggestion is not None
         trial = Trial(trial_id, suggestion.config, pd.Timestamp.now())
@@ -93,9 +97,19 @@ def test_each_searcher_samples_configs_in_the_space(searcher: str) -> None:
                 break
         configs.append(suggestion.config)
     assert scheduler.suggest() is None  # n_trials sampled
+    return configs
+
+
+@pytest.mark.parametrize("searcher", ["random", "bo", "bohb", "asha-bore", "asha-cqr"])
+def test_each_searcher_samples_configs_in_the_space(searcher: str) -> None:
+    configs = sample_configs(searcher, seed=4)
     assert all(0.0 <= c["x"] <= 1.0 and type(c["x"]) is float for c in configs)
     assert all(c["epochs"] == 3 and c["schedule"] == "greedylr" for c in configs)
     assert len({c["x"] for c in configs}) == 8
+    # The same seed samples the same configs, whatever else draws from NumPy's global
+    # generator meanwhile (Syne Tune's searchers draw from it); another seed, others.
+    assert sample_configs(searcher, seed=4, disturb=True) == configs
+    assert [c["x"] for c in sample_configs(searcher, seed=5)] != [c["x"] for c in configs]
 
 
 def test_bo_runs_and_without_botorch_says_what_to_install(tmp_path: Path) -> None:
