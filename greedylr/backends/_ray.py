@@ -33,6 +33,7 @@ from greedylr.backends._ray_recorder import StopOnTaskFailure
 from greedylr.backends._ray_recorder import TrialRecorder
 from greedylr.backends._ray_search import METRIC
 from greedylr.backends._ray_search import MODE
+from greedylr.backends._ray_search import continue_search
 from greedylr.backends._ray_search import make_scheduler
 from greedylr.backends._ray_search import make_searcher
 from greedylr.backends._ray_search import trial_dirname
@@ -252,25 +253,13 @@ class RayBackend(Backend):
         """The experiment to run: the asked one, or the stored one it continues.
 
         ``greedylr.tune`` refused a run folder of another job before the backend was made.
-
-        Raises:
-            ValueError: A Tune experiment asked to grow (it cannot).
         """
         stored = read_experiment(self.out)
         if stored is None:
             return self.experiment
         if stored.n_trials > self.experiment.n_trials:  # a rerun never lowers n_trials
             return stored
-        if stored.n_trials < self.experiment.n_trials and self._has_tune_experiment():
-            raise ValueError(
-                f"The Ray Tune experiment in {str(self.out)!r} runs {stored.n_trials} trials; "
-                f"it cannot grow to n_trials={self.experiment.n_trials}. Use another --out "
-                "for a new experiment."
-            )
-        return self.experiment
-
-    def _has_tune_experiment(self) -> bool:
-        return (self.experiment_path / "tuner.pkl").is_file()
+        return self.experiment  # a larger n_trials grows Tune's experiment (continue_search)
 
     def _trainable(self) -> Any:
         from ray import tune
@@ -323,12 +312,11 @@ class RayBackend(Backend):
 
         if self.experiment.searcher == "tpe":
             self._quiet.hide_optuna()
-        searcher, param_space = make_searcher(self.experiment)
+        searcher, param_space = make_searcher(self.experiment, workers=self.workers)
         tune_config = tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
             num_samples=self.experiment.n_trials,
-            max_concurrent_trials=self.workers,
             search_alg=searcher,
             scheduler=make_scheduler(self.experiment),
             reuse_actors=True,
@@ -360,15 +348,16 @@ class RayBackend(Backend):
         # `_tune_config`: checked first, so that a Ray that changed them fails clearly.
         internal: Any = getattr(tuner, "_local_tuner", None)
         tune_config: Any = getattr(internal, "_tune_config", None)
-        if not hasattr(internal, "get_run_config") or not hasattr(
-            tune_config, "max_concurrent_trials"
-        ):
+        if not hasattr(internal, "get_run_config") or not hasattr(tune_config, "search_alg"):
             raise RuntimeError(
                 f"Cannot continue the Ray Tune experiment in {str(path)!r}: this Ray's "
                 f"restored Tuner has no _local_tuner._tune_config (Ray {ray_version()}; "
                 "greedylr was written for Ray 2.60)."
             )
-        tune_config.max_concurrent_trials = self.workers
+        tune_config.num_samples = self.experiment.n_trials
+        continue_search(
+            tune_config.search_alg, n_trials=self.experiment.n_trials, workers=self.workers
+        )
         run_config = internal.get_run_config()
         run_config.callbacks = [self._recorder]  # the live recorder, not tuner.pkl's copy
         run_config.stop = StopOnTaskFailure(self._recorder)

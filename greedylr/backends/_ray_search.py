@@ -17,6 +17,9 @@ from ray.tune.schedulers import HyperBandScheduler
 from ray.tune.schedulers import MedianStoppingRule
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import SearchGenerator
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._ray_trainable import ROW_KEY
@@ -246,19 +249,21 @@ def _clip(param: Param, value: Any) -> Any:
     return float(clipped)
 
 
-def make_searcher(experiment: Experiment) -> tuple[Any, dict[str, Any]]:
+def make_searcher(experiment: Experiment, *, workers: int) -> tuple[Any, dict[str, Any]]:
     """The searcher named by ``experiment.searcher``, seeded, and the Tuner's param space.
 
-    The untuned defaults are the searcher's first point, so trial 0 runs them.
+    The untuned defaults are the searcher's first point, so trial 0 runs them. The searcher
+    is a Tune search algorithm that a restored experiment can grow (:func:`continue_search`);
+    the model-based one suggests for at most ``workers`` trials at once.
     """
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
     space = experiment.search_space
     params, constants = split_space(space)
     defaults = experiment.default_config()
     points = [defaults] if defaults else None
     if experiment.searcher == "random":
-        generator = BasicVariantGenerator(points_to_evaluate=points, random_state=experiment.seed)
+        generator = GrowingVariantGenerator(
+            points_to_evaluate=points, random_state=experiment.seed
+        )
         return generator, to_ray(space)
     if experiment.searcher == "tpe":
         import optuna
@@ -272,7 +277,9 @@ def make_searcher(experiment: Experiment) -> tuple[Any, dict[str, Any]]:
             points_to_evaluate=points,
             sampler=sampler,
         )
-        return searcher, dict(constants)
+        # Wrapped here rather than by Tune (max_concurrent_trials), so that a rerun can grow it.
+        limited = ConcurrencyLimiter(searcher, max_concurrent=workers)
+        return GrowingSearchGenerator(limited), dict(constants)
     raise ValueError(
         f"`searcher` must be one of ['random', 'tpe'] on Ray Tune, but got "
         f"searcher={experiment.searcher!r}."
@@ -287,3 +294,76 @@ def trial_dirname(trial: Any) -> str:
 def trial_folder(trial_id: str) -> str:
     """The folder of Tune's trial ``trial_id`` in the experiment folder."""
     return f"trial_{trial_id}"
+
+
+
+class _Growing:
+    """A Tune search algorithm that a restored experiment can grow (mixed into Tune's own).
+
+    Tune restores a search algorithm from the experiment's last snapshot, its sample count
+    and whether it finished included, so a rerun asking for more trials would get none.
+    :func:`continue_search` leaves the rerun's count on the algorithm restored from
+    ``tuner.pkl``; once Tune restored the snapshot, the count is raised to it. The random
+    searcher draws the added configs from where its seeded stream stopped (a run grown from
+    n to m trials samples what a run of m trials samples).
+    """
+
+    _total_samples: int
+    _finished: bool
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        rerun = self.__dict__.get(_RERUN_ATTR)  # the snapshot's state replaces __dict__
+        super().restore_from_dir(dirpath)  # type: ignore[misc]
+        if rerun is None:
+            return
+        setattr(self, _RERUN_ATTR, rerun)
+        n_trials, workers = rerun
+        if n_trials > self._total_samples:
+            self._add_samples(n_trials - self._total_samples)
+            self._total_samples = n_trials
+            self._finished = False
+        self._limit_concurrency(workers)
+
+    def _add_samples(self, extra: int) -> None:
+        raise NotImplementedError
+
+    def _limit_concurrency(self, workers: int) -> None:
+        """Suggest for at most ``workers`` trials at once (the rerun's, not the snapshot's)."""
+
+
+class GrowingVariantGenerator(_Growing, BasicVariantGenerator):
+    """Tune's random search, growable."""
+
+    def _add_samples(self, extra: int) -> None:
+        self._iterators[-1].num_samples_left += extra  # its seeded stream samples on
+
+
+class GrowingSearchGenerator(_Growing, SearchGenerator):
+    """Tune's wrapper of a model-based searcher (in a ConcurrencyLimiter), growable."""
+
+    def _add_samples(self, extra: int) -> None:
+        experiment: Any = self._experiment  # Tune's Experiment, set when it was restored
+        experiment.spec["num_samples"] = self._total_samples + extra
+
+    def _limit_concurrency(self, workers: int) -> None:
+        if isinstance(self.searcher, ConcurrencyLimiter):
+            self.searcher.max_concurrent = workers
+
+
+_RERUN_ATTR = "_greedylr_rerun"
+
+
+def continue_search(search_algorithm: Any, *, n_trials: int, workers: int) -> None:
+    """Have a search algorithm restored from ``tuner.pkl`` (:func:`make_searcher`'s) sample
+    ``n_trials`` configs in all, and at most ``workers`` at once, once Tune restored it.
+
+    Raises:
+        RuntimeError: The experiment's search algorithm is not greedylr's growable one.
+    """
+    if not isinstance(search_algorithm, _Growing):
+        raise RuntimeError(
+            f"Cannot continue this Ray Tune experiment's search: its search algorithm is a "
+            f"{type(search_algorithm).__name__}, not greedylr's (a run folder of an older "
+            "greedylr?); use another --out."
+        )
+    setattr(search_algorithm, _RERUN_ATTR, (n_trials, workers))

@@ -25,8 +25,6 @@ from greedylr.comparison._stats import rungs
 if TYPE_CHECKING:
     import pandas as pd
 
-    from greedylr.backends._results import TuneResult
-
 
 MAX_ROUNDS = 12
 """A study asks for more trials at most this many times to spend its budget."""
@@ -77,7 +75,7 @@ def run_study(
     """Tune ``schedule`` until the study has spent its epoch budget; its record (cached).
 
     A study asks for :func:`first_round_trials`, then for more while it has spent less than
-    the budget (an engine that cannot add trials to a run ends it short, said in ``note``).
+    the budget: each round reruns the study's run folder with a larger ``n_trials``.
     The study counts its finished trials in trial order while their epochs fit the budget:
     the best config is the completed trial with the lowest final validation loss among them.
     """
@@ -91,31 +89,24 @@ def run_study(
     searcher, early_stopping = (
         (plan.searcher, "asha") if protocol == "asha" else ("random", "none")
     )
-    asked, rounds, note = first_round_trials(plan, protocol), 0, ""
-    result: TuneResult | None = None
+    asked, rounds = first_round_trials(plan, protocol), 0
     while True:
-        try:
-            result = tune(
-                plan.task,
-                schedule=schedule,
-                backend=plan.backend,
-                n_trials=asked,
-                max_epochs=plan.max_epochs,
-                workers=workers,
-                searcher=searcher,
-                early_stopping=early_stopping,
-                min_epochs=plan.min_epochs,
-                reduction_factor=plan.reduction_factor,
-                seed=plan.study_seeds[study],
-                out=folder / "run",
-                progress=progress,
-                verbose=verbose,
-            )
-        except ValueError as error:
-            if result is None:
-                raise
-            note = f"budget not reached: the engine added no trials ({error})"
-            break
+        result = tune(
+            plan.task,
+            schedule=schedule,
+            backend=plan.backend,
+            n_trials=asked,
+            max_epochs=plan.max_epochs,
+            workers=workers,
+            searcher=searcher,
+            early_stopping=early_stopping,
+            min_epochs=plan.min_epochs,
+            reduction_factor=plan.reduction_factor,
+            seed=plan.study_seeds[study],
+            out=folder / "run",
+            progress=progress,
+            verbose=verbose,
+        )
         rounds += 1
         spent, finished = result.epochs_run, len(result.finished)
         asked = max(asked, result.experiment.n_trials)
@@ -125,8 +116,7 @@ def run_study(
     result = read_result(folder / "run")
     kept = within_budget(result.trials, plan.budget_epochs)
     best = _best_row(kept)
-    if best is None:
-        note = note or "no trial within the budget completed"
+    note = "no trial within the budget completed" if best is None else ""
     record = {
         "protocol": protocol,
         "schedule": schedule,
@@ -191,13 +181,19 @@ def typed_config(row: pd.Series, space: dict[str, Any]) -> dict[str, Any]:
 
 
 def defaults_config(plan: Plan, schedule: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The untuned defaults of ``schedule`` as its study's first trial runs them, and its space."""
+    """The untuned defaults of ``schedule`` as its study's first trial runs them, and its space.
+
+    A method's config names its schedule (``constant``) and its optimizer.
+    """
     from greedylr.backends._experiment import Experiment
+    from greedylr.searchers import resolve_schedule
     from greedylr.searchers import split_space
 
+    registered, space = resolve_schedule(schedule)
     experiment = Experiment.create(
         plan.task,
-        schedule=schedule,
+        schedule=registered,
+        space=space,
         n_trials=1,
         max_epochs=plan.max_epochs,
         backend=plan.backend,

@@ -305,12 +305,22 @@ def test_the_run_folder_holds_the_results_and_nothing_goes_to_home(
     trials = result.trials.set_index("trial")
     assert list(trials["defaults"]) == [True, False, False, False]  # the defaults run first
     assert trials.loc[0, "config.lr"] == pytest.approx(0.1)
-    # A rerun of another job, or one that would grow the experiment, is refused before Ray
-    # starts.
+    # A rerun of another job is refused before Ray starts; one asking for more trials grows
+    # the experiment: its trials stay as they were (none runs again), and the new ones run.
     with pytest.raises(ValueError, match="holds another experiment"):
         tune("lineage", tmp_path, space=space, early_stopping="asha", n_trials=4, max_epochs=4)
-    with pytest.raises(ValueError, match="cannot grow to n_trials=5"):
-        tune("lineage", tmp_path, space=space, early_stopping="asha", n_trials=5, max_epochs=3)
+    grown = tune(
+        "lineage", tmp_path, space=space, early_stopping="asha", n_trials=6, max_epochs=3
+    )
+    columns = ["trial", "status", "epochs", "final_loss", "config.x", "config.lr"]
+    assert len(grown.trials) == 6
+    pd.testing.assert_frame_equal(grown.trials[columns].iloc[:4], result.trials[columns])
+    added = grown.trials.iloc[4:]
+    assert list(added["trial"]) == [4, 5]
+    assert added["status"].isin(["completed", "pruned"]).all()
+    assert not added["config.x"].isin(result.trials["config.x"]).any()
+    assert grown.history.groupby("trial")["epoch"].min().eq(1).all()
+    assert len(grown.history) == len(result.history) + added["epochs"].sum()
 
 
 def trial_checkpoints(run: Path) -> dict[str, list[int]]:
