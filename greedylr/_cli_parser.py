@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     from greedylr.backends._backend import SEARCHER_NAMES
     from greedylr.backends._registry import BACKENDS
     from greedylr.schedulers import list_schedules
+    from greedylr.searchers import list_methods
+    from greedylr.searchers import tunable_schedules
     from greedylr.tasks import list_tasks
 
     parser = _Parser(
@@ -199,13 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
         "function as package.module:function or file.py:function (a module in the current "
         "folder is found)",
     )
-    schedules = list_schedules()
     tune.add_argument(
         "--schedule",
         default="greedylr",
-        type=_one_of(schedules),
+        type=_one_of(tunable_schedules()),
         metavar="NAME",
-        help=f"the LR schedule to tune: {_listed(schedules)} (default: %(default)s)",
+        help=f"the LR schedule to tune: {_listed(list_schedules())}; or a method that adapts "
+        f"or replaces the schedule (the constant schedule with its own optimizer): "
+        f"{_listed(list_methods())} (default: %(default)s)",
     )
     backends = list(BACKENDS)
     tune.add_argument(

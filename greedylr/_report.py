@@ -119,7 +119,7 @@ def counts_line(result: TuneResult) -> str:
     others = ("interrupted", "running", "waiting")
     parts += [f"{counts[status]} {status}" for status in others if counts.get(status)]
     return (
-        f"{experiment.task} / {experiment.schedule}: {len(trials)} trials "
+        f"{experiment.task} / {experiment.schedule_label}: {len(trials)} trials "
         f"({', '.join(parts)}), {experiment.searcher} + {experiment.early_stopping}, "
         f"seed {experiment.seed}"
     )
@@ -296,7 +296,7 @@ def _figure(result: TuneResult, title: str, ylabel: str) -> tuple[Figure, Axes]:
     figure = Figure(figsize=(7, 4.2), dpi=110, layout="tight")
     axes = figure.subplots()
     experiment = result.experiment
-    axes.set_title(f"{title}\n{experiment.task}, {experiment.schedule}")
+    axes.set_title(f"{title}\n{experiment.task}, {experiment.schedule_label}")
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3, which="both")

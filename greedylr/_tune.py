@@ -30,6 +30,7 @@ from greedylr.backends._results import read_experiment
 from greedylr.backends._results import write_experiment
 from greedylr.backends._results import write_result
 from greedylr.searchers import SearchSpace
+from greedylr.searchers import resolve_schedule
 from greedylr.tasks import task_slug
 
 
@@ -68,8 +69,13 @@ def tune(
     Args:
         task: A built-in task name (``greedylr tasks``), ``package.module:function``, or a
             module-level function ``train(config, reporter)``.
-        schedule: The LR schedule tuned: ``"greedylr"`` or a baseline's name.
-        space: The search space (default: the schedule's own, e.g. ``greedylr_space()``).
+        schedule: The LR schedule tuned: ``"greedylr"``, a baseline's name, or a method that
+            adapts or replaces the schedule (``"sgd-hd"``, ``"adam-hd"``,
+            ``"sgd-schedulefree"``, ``"adamw-schedulefree"``: the ``constant`` schedule with
+            that optimizer; see :func:`greedylr.searchers.tunable_schedules`).
+        space: The search space (default: the schedule's own, e.g. ``greedylr_space()``,
+            or the method's, :func:`greedylr.searchers.method_space`; a method's optimizer
+            is set in a space given here).
         backend: The engine: ``"optuna"``, ``"ray"`` or ``"syne-tune"``
             (:func:`greedylr.backends.backend_spec` tells what each offers).
         n_trials: How many trials to run.
@@ -85,7 +91,8 @@ def tune(
         min_epochs: The first epoch at which a trial may be stopped.
         reduction_factor: Keep 1 / this many trials at each rung.
         seed: The run seed (sampling, and the training seed of every trial).
-        out: The run folder (default ``runs/<task>-<schedule>-seed<seed>``).
+        out: The run folder (default ``runs/<task>-<schedule>-seed<seed>``, with the name
+            given as ``schedule``, a method's included).
         cpus_per_trial: CPU cores (torch threads) per trial (default: the cores shared among
             the trials that run at once).
         gpus_per_trial: GPUs per trial (0: CPU only); each trial sees only its own through
@@ -120,9 +127,10 @@ def tune(
     spec = backend_spec(backend)
     engine_options = check_options(spec, options)
     resources = _resources(spec, cpus_per_trial, gpus_per_trial)
+    registered, space = resolve_schedule(schedule, space)  # a method: `constant` + its optimizer
     experiment = Experiment.create(
         task_name,
-        schedule=schedule,
+        schedule=registered,
         space=space,
         n_trials=n_trials,
         max_epochs=max_epochs,

@@ -158,6 +158,19 @@ class Experiment:
         """Whether ``other`` continues this job (only the trial count may differ)."""
         return replace(other, n_trials=self.n_trials) == self
 
+    @property
+    def method(self) -> str | None:
+        """The method the job runs (``sgd-hd``: its schedule with its optimizer), if any."""
+        from greedylr.searchers import method_running
+
+        _, constants = split_space(self.search_space)
+        return method_running(self.schedule, constants.get("optimizer"))
+
+    @property
+    def schedule_label(self) -> str:
+        """What the job tunes, as the user named it: the method, else the schedule."""
+        return self.method or self.schedule
+
     def default_config(self) -> dict[str, Any]:
         """The schedule's untuned defaults (with the task's LR), clipped into the space.
 
@@ -168,8 +181,12 @@ class Experiment:
         ``low`` is 0), or the middle of its choices sorted by value. The config is the same
         for every seed.
         """
-        params, _ = split_space(self.search_space)
+        params, constants = split_space(self.search_space)
         defaults = dict(_schedule_info(self.schedule).defaults)
+        if self.method is not None:  # its optimizer's knobs (hypergrad_lr, ...) too
+            from greedylr.schedulers import optimizer_defaults
+
+            defaults = {**optimizer_defaults(str(constants["optimizer"])), **defaults}
         lr = self.default_lr
         if lr is None and "lr" in params:
             lr = _middle(params["lr"])

@@ -38,6 +38,7 @@ def add_compare_parser(commands: Any) -> None:
     from greedylr.backends._registry import BACKENDS
     from greedylr.comparison._compare import DEFAULT_SCHEDULES
     from greedylr.comparison._plan import PROTOCOL_CHOICES
+    from greedylr.searchers import list_methods
 
     parser = commands.add_parser(
         "compare",
@@ -58,7 +59,9 @@ def add_compare_parser(commands: Any) -> None:
         "--schedules",
         default=",".join(DEFAULT_SCHEDULES),
         metavar="A,B,...",
-        help=f"the arms, greedylr among them (default: {', '.join(DEFAULT_SCHEDULES)})",
+        help="the arms, greedylr among them: schedules, or methods that adapt or replace the "
+        f"schedule ({_listed(list_methods())}), as `greedylr tune --schedule` takes them "
+        f"(default: {', '.join(DEFAULT_SCHEDULES)})",
     )
     parser.add_argument(
         "--backend",

@@ -109,6 +109,8 @@ def compare(
         task: A built-in task, ``package.module:function``, or a module-level function. It must
             report a ``test_`` metric (``test_loss``, ...) at its last epoch.
         schedules: The arms (``"greedylr,cosine"`` or a sequence); ``greedylr`` among them.
+            A method that adapts or replaces the schedule (``"sgd-hd"``, ...: see
+            :func:`greedylr.searchers.list_methods`) is an arm too, with its own space.
         backend: The engine of every study (``optuna``, ``ray`` or ``syne-tune``).
         max_epochs: The epochs of a full trial and of each retraining run (default: the task's).
         budget_epochs: The epochs each study may spend (default: 10 full trials' worth).

@@ -109,16 +109,19 @@ class Plan:
 
 
 def parse_schedules(schedules: str | Sequence[str]) -> tuple[str, ...]:
-    """``"greedylr,cosine"`` or a sequence -> checked, unique names, GreedyLR included.
+    """``"greedylr,cosine,sgd-hd"`` or a sequence -> checked, unique names, GreedyLR included.
+
+    A name is a registered schedule or a method that adapts or replaces the schedule
+    (:func:`greedylr.searchers.tunable_schedules`).
 
     Raises:
         ValueError: An unknown schedule, a repeated one, or no GreedyLR among them.
     """
-    from greedylr.schedulers import list_schedules
+    from greedylr.searchers import tunable_schedules
 
     names = schedules.split(",") if isinstance(schedules, str) else list(schedules)
     names = [str(name).strip() for name in names if str(name).strip()]
-    known = list_schedules()
+    known = tunable_schedules()
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(

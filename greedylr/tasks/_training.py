@@ -158,6 +158,11 @@ def train_loop(
     stepped on that loss; the epoch is reported with the LR it trained with. The last epoch
     also reports ``measure("test")``, prefixed ``test_``: a split tuning never sees.
 
+    An optimizer with ``train()`` and ``eval()`` methods (a schedule-free one: it trains at one
+    point and is evaluated at another) is put in train mode before each epoch's training and
+    in eval mode before measuring; it stays in eval mode while the epoch is checkpointed, as
+    ``schedulefree`` asks.
+
     When the reporter has a ``checkpoint()`` method, every report carries the state
     (:func:`training_state`), and a trial given a checkpoint continues from it (see
     :func:`restore_training`) at the epoch after it; the epochs it then reports are exactly
@@ -184,7 +189,9 @@ def train_loop(
 
     for epoch in range(start, settings.epochs + 1):
         lr = current_lr(optimizer)
+        _set_mode(optimizer, "train")
         train_loss = run_epoch(after_batch)
+        _set_mode(optimizer, "eval")  # measured, and checkpointed, where it is evaluated
         metrics = measure("val")
         if not per_batch:
             step_scheduler(scheduler, metrics["loss"])
@@ -195,6 +202,13 @@ def train_loop(
             reporter.report(epoch=epoch, lr=lr, train_loss=train_loss, checkpoint=state, **metrics)
         else:
             reporter.report(epoch=epoch, lr=lr, train_loss=train_loss, **metrics)
+
+
+def _set_mode(optimizer: torch.optim.Optimizer, mode: str) -> None:
+    """Call the optimizer's ``train()`` or ``eval()`` (``mode``) when it has one."""
+    switch = getattr(optimizer, mode, None)
+    if callable(switch):
+        switch()
 
 
 def training_state(
@@ -257,9 +271,11 @@ def restore_training(
 
     **Other settings** (population-based training: the donor's state, this trial's perturbed
     config). From the state (the donor): the weights; the RNG states (the data order goes on
-    as the donor's); the current LR of every param group; the optimizer's per-parameter state
-    (momentum buffers, Adam moments) when both use the same optimizer (another optimizer
-    starts with none); and the scheduler's progress, when both use the same schedule:
+    as the donor's); the current LR of every param group (hypergradient descent's adapted LR
+    too); the optimizer's per-parameter state (momentum buffers, Adam moments) and a
+    schedule-free optimizer's averaging progress (its step count, weight sum, mode) when both
+    use the same optimizer (another optimizer starts with none); and the scheduler's progress,
+    when both use the same schedule:
 
     - GreedyLR: the LRs, ``best``, the good/bad step counts, the cooldown, warmup and reset
       counters, the smoothing window and the step count. Counters longer than the new
@@ -329,11 +345,15 @@ def _transplant(
         for group in optimizer.param_groups
     ]
     donor_lrs = [float(group["lr"]) for group in state["optimizer"]["param_groups"]]
-    if donor["optimizer"] == settings.optimizer:
+    same_optimizer = donor["optimizer"] == settings.optimizer
+    if same_optimizer:
         optimizer.load_state_dict(state["optimizer"])
     for group, fresh, lr in zip(optimizer.param_groups, fresh_groups, donor_lrs):
+        progress = {key: group[key] for key in _GROUP_PROGRESS_KEYS if key in group}
         group.update(fresh)
         group["lr"] = lr
+        if same_optimizer:
+            group.update(progress)
     if donor["schedule"] != settings.schedule:
         return
     donor_state, fresh_state = state["scheduler"], scheduler.state_dict()
@@ -361,6 +381,13 @@ def _greedy_progress(donor: Mapping[str, Any], fresh: Mapping[str, Any]) -> dict
     return merged
 
 
+_GROUP_PROGRESS_KEYS = (  # what a schedule-free optimizer's param group holds besides its settings
+    "k",
+    "weight_sum",
+    "lr_max",
+    "scheduled_lr",
+    "train_mode",
+)
 _GREEDY_BOUNDS = {
     "cooldown_counter": "cooldown",
     "warmup_counter": "warmup",

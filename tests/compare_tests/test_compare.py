@@ -223,3 +223,36 @@ def test_help_explains_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
             assert len(action.help) > 10, action.dest
     for name in (*DEFAULT_SCHEDULES, *BACKENDS, "compare.csv", "report.md", "Exit codes"):
         assert name in text
+
+
+def test_a_method_is_an_arm_like_a_schedule(tmp_path: Path) -> None:
+    from greedylr.comparison._plan import Plan
+    from greedylr.comparison._plan import parse_schedules
+    from greedylr.comparison._protocol import defaults_config
+    from greedylr.comparison._protocol import retrain
+
+    arms = parse_schedules("greedylr, cosine,sgd-hd,adamw-schedulefree")
+    assert arms == ("greedylr", "cosine", "sgd-hd", "adamw-schedulefree")
+    with pytest.raises(ValueError, match=r"`schedules` must be among \[.*'sgd-hd'.*'sgd_hd'"):
+        parse_schedules("greedylr,sgd_hd")
+    plan = Plan(
+        task="quadratic",
+        function="greedylr.tasks._quadratic:train",
+        schedules=("greedylr", "sgd-hd"),
+        backend="optuna",
+        max_epochs=3,
+        budget_epochs=3,
+        studies=1,
+        seeds=1,
+        protocols=("full",),
+        searcher="tpe",
+        min_epochs=1,
+        reduction_factor=3,
+        seed=0,
+    )
+    config, space = defaults_config(plan, "sgd-hd")  # the untuned-defaults arm
+    assert (config["schedule"], config["optimizer"]) == ("constant", "sgd-hd")
+    assert space["constants"]["optimizer"] == "sgd-hd"
+    record = retrain(plan, config, seed=1000, path=tmp_path / "seed-1000.json")
+    assert record["status"] == "completed"
+    assert len({row["lr"] for row in record["history"]}) == 3  # SGD-HD adapted its LR

@@ -16,7 +16,15 @@ def parameters() -> list[torch.nn.Parameter]:
 
 
 def test_list_optimizers() -> None:
-    assert list_optimizers() == ["adam", "adamw", "sgd"]
+    assert list_optimizers() == [
+        "adam",
+        "adam-hd",
+        "adamw",
+        "adamw-schedulefree",
+        "sgd",
+        "sgd-hd",
+        "sgd-schedulefree",
+    ]
 
 
 def test_sgd_defaults_and_nesterov() -> None:
@@ -69,7 +77,10 @@ def test_optimizer_trains_under_a_schedule() -> None:
 def test_unknown_name_lists_valid_names() -> None:
     with pytest.raises(
         ValueError,
-        match=re.escape("Unknown optimizer 'rmsprop'; valid names are ['adam', 'adamw', 'sgd']."),
+        match=re.escape(
+            "Unknown optimizer 'rmsprop'; valid names are ['adam', 'adam-hd', 'adamw', "
+            "'adamw-schedulefree', 'sgd', 'sgd-hd', 'sgd-schedulefree']."
+        ),
     ):
         create_optimizer("rmsprop", parameters(), lr=0.1)
 
