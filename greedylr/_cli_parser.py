@@ -169,12 +169,12 @@ Exit codes:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``greedylr`` command."""
+    from greedylr._schedule_names import SCHEDULE_NAMES
     from greedylr._tune import STORAGE_ENV
     from greedylr.backends._backend import EARLY_STOPPING_ALIASES
     from greedylr.backends._backend import EARLY_STOPPING_RULES
     from greedylr.backends._backend import SEARCHER_NAMES
     from greedylr.backends._registry import BACKENDS
-    from greedylr.schedulers import list_schedules
     from greedylr.searchers import list_methods
     from greedylr.searchers import tunable_schedules
     from greedylr.tasks import list_tasks
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="greedylr",
         type=_one_of(tunable_schedules()),
         metavar="NAME",
-        help=f"the LR schedule to tune: {_listed(list_schedules())}; or a method that adapts "
+        help=f"the LR schedule to tune: {_listed(SCHEDULE_NAMES)}; or a method that adapts "
         f"or replaces the schedule (the constant schedule with its own optimizer): "
         f"{_listed(list_methods())} (default: %(default)s)",
     )

@@ -56,6 +56,20 @@ def test_console_script_version_and_help() -> None:
     assert "usage: greedylr" in helped.stdout
 
 
+def test_the_command_line_parses_without_torch() -> None:
+    """``greedylr --help`` and the check of every flag do not pay for importing torch."""
+    probe = (
+        "import sys\n"
+        "from greedylr.cli import build_parser\n"
+        "build_parser().parse_args(['tune', '--task', 'digits-mlp', '--schedule', 'sgd-hd'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "False"
+
+
 NEUTRAL_MODULES = [
     "greedylr._tune",
     "greedylr._progress",

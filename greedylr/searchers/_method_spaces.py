@@ -164,9 +164,9 @@ def method_running(schedule: str, optimizer: Any) -> str | None:
 def tunable_schedules() -> list[str]:
     """Every name ``tune`` and ``compare`` take as a schedule: the registered schedules, then
     the methods."""
-    from greedylr.schedulers import list_schedules
+    from greedylr._schedule_names import SCHEDULE_NAMES  # not the registry: no torch
 
-    return [*list_schedules(), *list_methods()]
+    return [*SCHEDULE_NAMES, *list_methods()]
 
 
 def resolve_schedule(

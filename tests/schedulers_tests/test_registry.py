@@ -87,7 +87,10 @@ def first_group(name: str, horizon: int, steps: int | None = None, **params: Any
 
 
 def test_list_schedules_is_sorted_and_complete() -> None:
+    from greedylr._schedule_names import SCHEDULE_NAMES
+
     assert list_schedules() == NAMES
+    assert list(SCHEDULE_NAMES) == NAMES  # what the command line knows without torch
 
 
 @pytest.mark.parametrize("name", NAMES)
