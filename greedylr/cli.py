@@ -97,8 +97,10 @@ def _import_from_current_folder() -> None:
 def _tasks() -> int:
     from greedylr.tasks import list_tasks
 
-    for info in list_tasks():
-        print(f"{info.name:<12} {info.default_epochs:>3} epochs  {info.description}")
+    tasks = list_tasks()
+    width = max(len(info.name) for info in tasks)
+    for info in tasks:
+        print(f"{info.name:<{width}} {info.default_epochs:>3} epochs  {info.description}")
     return 0
 
 

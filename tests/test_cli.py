@@ -31,7 +31,10 @@ def test_tasks_lists_the_built_in_tasks(capsys: pytest.CaptureFixture[str]) -> N
     code, out, _ = _run(capsys, "tasks")
     assert code == 0
     names = [line.split()[0] for line in out.splitlines()]
-    assert names == ["digits-mlp", "nmf", "quadratic"]
+    assert names == [
+        "char-lm", "digits-mlp", "fashion-mnist-cnn", "fashion-mnist-mlp", "mnist1d-cnn", "nmf",
+        "quadratic",
+    ]  # fmt: skip
     assert "50 epochs" in out
 
 

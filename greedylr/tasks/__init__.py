@@ -125,6 +125,61 @@ _TASKS = {
             optimizer="sgd",
             threads=1,
         ),
+        TaskInfo(
+            name="mnist1d-cnn",
+            function="greedylr.tasks._mnist1d:train",
+            description=(
+                "1-D CNN on MNIST-1D (6k training signals), SGD+momentum, validation "
+                "cross-entropy; 0.1 s/epoch on 1 CPU thread; needs greedylr[suite]"
+            ),
+            default_epochs=30,
+            default_lr=0.05,
+            config_keys=("channels", "batch_size", "train_size"),
+            optimizer="sgd",
+            threads=1,
+        ),
+        TaskInfo(
+            name="fashion-mnist-mlp",
+            function="greedylr.tasks._fashion_mnist:train_mlp",
+            description=(
+                "MLP 784-256-10 on Fashion-MNIST (20k training images), SGD+momentum, "
+                "validation cross-entropy; 0.25 s/epoch on 1 CPU thread; needs apt-get install "
+                "dataset-fashion-mnist"
+            ),
+            default_epochs=20,
+            default_lr=0.02,
+            config_keys=("hidden", "batch_size", "train_size"),
+            optimizer="sgd",
+            threads=1,
+        ),
+        TaskInfo(
+            name="fashion-mnist-cnn",
+            function="greedylr.tasks._fashion_mnist:train_cnn",
+            description=(
+                "CNN conv16-conv32 on Fashion-MNIST (10k training images), SGD+momentum, "
+                "validation cross-entropy; 2 s/epoch on 1 CPU thread; needs apt-get install "
+                "dataset-fashion-mnist"
+            ),
+            default_epochs=20,
+            default_lr=0.02,
+            config_keys=("channels", "batch_size", "train_size"),
+            optimizer="sgd",
+            threads=1,
+        ),
+        TaskInfo(
+            name="char-lm",
+            function="greedylr.tasks._char_lm:train",
+            description=(
+                "char-level causal transformer (2 layers, width 64) on pydoc_data/topics.py, "
+                "SGD+momentum, validation nats per char (and bits_per_char); 2.4 s/epoch on 1 "
+                "CPU thread"
+            ),
+            default_epochs=20,
+            default_lr=0.3,
+            config_keys=("batch_size", "context", "steps_per_epoch", "width", "layers"),
+            optimizer="sgd",
+            threads=1,
+        ),
     )
 }
 
