@@ -38,6 +38,7 @@ def add_compare_parser(commands: Any) -> None:
     from greedylr.backends._registry import BACKENDS
     from greedylr.comparison._compare import DEFAULT_SCHEDULES
     from greedylr.comparison._plan import PROTOCOL_CHOICES
+    from greedylr.comparison._suite import SUITES
     from greedylr.searchers import list_methods
 
     parser = commands.add_parser(
@@ -49,19 +50,27 @@ def add_compare_parser(commands: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
         "--task",
-        required=True,
         help="a built-in task (see `greedylr tasks`) or package.module:function / "
         "file.py:function; it must report a test_ metric at its last epoch",
     )
+    which.add_argument(
+        "--suite",
+        type=_one_of(list(SUITES)),
+        metavar="NAME",
+        help="instead of --task, every task of a suite, each with its own epochs and budget, "
+        "and the verdict across them: "
+        + "; ".join(f"{name}: {suite.description}" for name, suite in SUITES.items()),
+    )
     parser.add_argument(
         "--schedules",
-        default=",".join(DEFAULT_SCHEDULES),
         metavar="A,B,...",
         help="the arms, greedylr among them: schedules, or methods that adapt or replace the "
         f"schedule ({_listed(list_methods())}), as `greedylr tune --schedule` takes them "
-        f"(default: {', '.join(DEFAULT_SCHEDULES)})",
+        f"(default: {', '.join(DEFAULT_SCHEDULES)}; with --suite, the suite's: those and "
+        "the methods)",
     )
     parser.add_argument(
         "--backend",
@@ -85,24 +94,22 @@ def add_compare_parser(commands: Any) -> None:
     parser.add_argument(
         "--studies",
         type=_int_at_least(1),
-        default=3,
         metavar="S",
-        help="tuning studies per arm and protocol (default: %(default)s)",
+        help="tuning studies per arm and protocol (default: 3; with --suite, the suite's)",
     )
     parser.add_argument(
         "--seeds",
         type=_int_at_least(1),
-        default=5,
         metavar="K",
-        help="fresh seeds each study's best config is retrained with (default: %(default)s)",
+        help="fresh seeds each study's best config is retrained with (default: 5; with "
+        "--suite, the suite's)",
     )
     parser.add_argument(
         "--protocol",
-        default="both",
         type=_one_of(PROTOCOL_CHOICES),
         metavar="NAME",
         help="asha (the searcher with ASHA early stopping), full (random search, every trial "
-        "to the end: no horizon bias) or both (default: %(default)s)",
+        "to the end: no horizon bias) or both (default: both; with --suite, the suite's)",
     )
     parser.add_argument(
         "--workers",
@@ -166,19 +173,27 @@ def add_compare_parser(commands: Any) -> None:
     parser.add_argument("--verbose", action="store_true", help="show the engines' own output")
 
 
+_SUITE_SETS = ("max_epochs", "budget_epochs", "metric", "metric_mode", "tolerance", "target")
+"""What ``--suite`` sets per task: refused beside it."""
+
+
 def run_compare(args: argparse.Namespace) -> int:
     """Run ``greedylr compare``; print the summary; the exit code."""
     from greedylr.comparison._compare import compare
 
+    given = {
+        name: getattr(args, name)
+        for name in ("schedules", "studies", "seeds", "protocol")
+        if getattr(args, name) is not None
+    }
+    if args.suite is not None:
+        return _run_suite(args, given)
     result = compare(
         args.task,
-        schedules=args.schedules,
+        **given,
         backend=args.backend,
         max_epochs=args.max_epochs,
         budget_epochs=args.budget_epochs,
-        studies=args.studies,
-        seeds=args.seeds,
-        protocol=args.protocol,
         workers=args.workers,
         searcher=args.searcher,
         min_epochs=args.min_epochs,
@@ -200,6 +215,32 @@ def run_compare(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         print("greedylr compare: failed: No retraining run completed.", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_suite(args: argparse.Namespace, given: dict[str, Any]) -> int:
+    """``greedylr compare --suite``: every task of the suite, then the verdict across them."""
+    from greedylr.comparison._suite import compare_suite
+
+    for name in _SUITE_SETS:
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"`{flag}` is set per task by --suite; leave it out.")
+    result = compare_suite(
+        args.suite,
+        **given,
+        backend=args.backend,
+        workers=args.workers,
+        searcher=args.searcher,
+        seed=args.seed,
+        out=args.out,
+        progress=not args.no_progress,
+        verbose=args.verbose,
+    )
+    print(result.text)
+    for note in result.notes:
+        print(f"Note: {note}")
+    print(f"Results in {result.out}/ (report.md, suite.csv, one folder per task)")
     return 0
 
 
