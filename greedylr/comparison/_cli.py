@@ -207,10 +207,8 @@ def run_compare(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         verbose=args.verbose,
     )
-    print(result.text)
-    for note in result.notes:
-        print(f"Note: {note}")
-    print(f"Results in {result.out}/ (compare.csv, report.md, {len(result.figures)} figures)")
+    _print(result.text, result.notes, f"{result.out}/ (compare.csv, report.md, "
+           f"{len(result.figures)} figures)")  # fmt: skip
     if not (result.runs["status"] == "completed").any():
         sys.stdout.flush()
         print("greedylr compare: failed: No retraining run completed.", file=sys.stderr)
@@ -237,11 +235,16 @@ def _run_suite(args: argparse.Namespace, given: dict[str, Any]) -> int:
         progress=not args.no_progress,
         verbose=args.verbose,
     )
-    print(result.text)
-    for note in result.notes:
-        print(f"Note: {note}")
-    print(f"Results in {result.out}/ (report.md, suite.csv, one folder per task)")
+    _print(result.text, result.notes, f"{result.out}/ (report.md, suite.csv, one folder per task)")
     return 0
+
+
+def _print(text: str, notes: list[str], results: str) -> None:
+    """The summary, the notes, and where the results are."""
+    print(text)
+    for note in notes:
+        print(f"Note: {note}")
+    print(f"Results in {results}")
 
 
 _FLAGS = (
