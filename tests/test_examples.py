@@ -22,7 +22,13 @@ def _run(name: str) -> str:
 
 
 def test_every_example_is_tested() -> None:
-    tested = {"plain_pytorch.py", "tune_your_function.py", "shared_postgres_study.py"}
+    tested = {
+        "plain_pytorch.py",
+        "tune_your_function.py",
+        "shared_postgres_study.py",
+        "lightning_module.py",
+        "hf_trainer.py",
+    }
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -47,3 +53,15 @@ def test_shared_postgres_study() -> None:
     assert "12 trials run by" in out
     workers = int(out.split("run by ")[1].split()[0])
     assert workers >= 2
+
+
+@pytest.mark.parametrize(
+    ("name", "framework"),
+    [("lightning_module.py", "pytorch_lightning"), ("hf_trainer.py", "accelerate")],
+)
+def test_trainer_integrations(name: str, framework: str) -> None:
+    pytest.importorskip("optuna")
+    pytest.importorskip(framework)
+    out = _run(name)
+    assert "best loss" in out
+    assert out.count("completed") + out.count("pruned") == 3

@@ -9,14 +9,21 @@ import sys
 import pytest
 
 
-PUBLIC_MODULES = ["greedylr", "greedylr.schedulers", "greedylr.searchers", "greedylr.backends"]
+PUBLIC_MODULES = [
+    "greedylr",
+    "greedylr.schedulers",
+    "greedylr.searchers",
+    "greedylr.backends",
+    "greedylr.integrations",
+]
 
 
 def test_import_does_not_load_any_engine() -> None:
     code = (
         "import sys\n"
         f"for name in {PUBLIC_MODULES!r}: __import__(name)\n"
-        "engines = {'optuna', 'ray', 'syne_tune'}\n"
+        "engines = {'optuna', 'ray', 'syne_tune', 'pytorch_lightning', 'lightning', "
+        "'transformers', 'accelerate'}\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & engines)\n"
         "print(','.join(loaded))\n"
     )
@@ -88,7 +95,8 @@ def test_tune_the_cli_the_bar_and_the_results_hold_no_engine_code() -> None:
         "import sys\n"
         f"for name in {NEUTRAL_MODULES!r}: __import__(name)\n"
         "from greedylr.cli import build_parser; build_parser()\n"
-        "engines = {'optuna', 'ray', 'syne_tune'}\n"
+        "engines = {'optuna', 'ray', 'syne_tune', 'pytorch_lightning', 'lightning', "
+        "'transformers', 'accelerate'}\n"
         "loaded = {m for m in sys.modules if m.split('.')[0] in engines}\n"
         "loaded |= {m for m in sys.modules if m.startswith(('greedylr.backends._optuna', "
         "'greedylr.backends._ray', 'greedylr.backends._syne'))}\n"

@@ -10,7 +10,7 @@ from typing import SupportsFloat
 
 import torch
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from greedylr.schedulers._greedy_functional import COUNTER_FIELDS
 from greedylr.schedulers._greedy_functional import GreedyConfig
@@ -40,7 +40,10 @@ _CONFIG_KEYS = (
 _COUNTER_KEYS = COUNTER_FIELDS  # best, the step counts, the cooldown/warmup/reset counters
 
 
-class GreedyLR(LRScheduler):
+# A ReduceLROnPlateau by type only (none of its __init__, state or methods is used): Lightning
+# and the Hugging Face Trainer pass the monitored metric to `step` only for schedulers that are
+# `isinstance(scheduler, ReduceLROnPlateau)`, so GreedyLR gets it there without extra flags.
+class GreedyLR(ReduceLROnPlateau):
     """Raise the learning rate while the metric improves, lower it while it does not.
 
     GreedyLR is the two-sided sibling of :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`
@@ -201,8 +204,8 @@ class GreedyLR(LRScheduler):
         """The LR of each param group (after the last step, unless changed since)."""
         return [float(group["lr"]) for group in self.optimizer.param_groups]
 
-    @property
-    def best(self) -> float:
+    @property  # ReduceLROnPlateau's `best` is an attribute; here it is read-only
+    def best(self) -> float:  # type: ignore[override]
         """The best (smoothed) metric since the last reset."""
         return self.greedy_state.best
 
