@@ -37,6 +37,11 @@ _IFREQ = "16sH14x"  # struct ifreq: the name, then ifr_flags (the union is 24 by
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
+ONE_RAY_AT_A_TIME = pytest.mark.xdist_group("ray")
+"""The mark of every test that starts Ray: under pytest-xdist (the README's ``-n 2 --dist
+loadgroup``) they run one after another on one worker, while the other tests run beside them:
+two Ray instances starting at once on 2 cores starve each other's start-up."""
+
 
 def _net_namespace_path() -> str:
     return f"/proc/self/task/{threading.get_native_id()}/ns/net"

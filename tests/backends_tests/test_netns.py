@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from tests.backends_tests.netns import ONE_RAY_AT_A_TIME
 from tests.backends_tests.netns import network_namespace_id
 from tests.backends_tests.netns import private_network
 from tests.backends_tests.netns import run_in_private_network
@@ -70,6 +71,7 @@ def test_each_block_gets_a_new_namespace_and_a_command_can_run_in_one() -> None:
     assert [line.split(":")[1].strip() for line in listed.stdout.splitlines()] == ["lo"]
 
 
+@ONE_RAY_AT_A_TIME
 def test_a_local_ray_instance_inside_uses_127_0_0_1() -> None:
     # tests/conftest.py gives this process a RAY_AUTH_TOKEN before Ray is imported.
     ray = pytest.importorskip("ray")

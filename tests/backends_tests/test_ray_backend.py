@@ -24,6 +24,7 @@ import greedylr
 from greedylr.backends._contract import load_checkpoint
 from greedylr.backends._ray_trainable import CheckpointsNeededError
 from greedylr.searchers import FloatParam
+from tests.backends_tests.netns import ONE_RAY_AT_A_TIME
 from tests.backends_tests.netns import private_network
 from tests.backends_tests.waiting import WAIT_SECONDS
 from tests.backends_tests.waiting import alive
@@ -31,6 +32,7 @@ from tests.backends_tests.waiting import wait_until
 
 
 pytest.importorskip("ray.tune")
+pytestmark = ONE_RAY_AT_A_TIME
 
 HERE = Path(__file__).resolve()
 SPACE = {"x": FloatParam(0.0, 1.0)}

@@ -30,6 +30,7 @@ import torch
 
 from greedylr.backends._contract import load_checkpoint
 from greedylr.backends._ray_trainable import NODE_ID_CHARACTERS
+from tests.backends_tests.netns import ONE_RAY_AT_A_TIME
 from tests.backends_tests.netns import private_net  # noqa: F401 - a fixture
 from tests.backends_tests.ray_cluster import RayCluster
 
@@ -38,6 +39,7 @@ pytest.importorskip("ray")
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces, /proc"),
     pytest.mark.usefixtures("private_net"),
+    ONE_RAY_AT_A_TIME,
 ]
 
 GREEDYLR = str(Path(sys.executable).with_name("greedylr"))

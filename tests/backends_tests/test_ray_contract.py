@@ -11,10 +11,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.backends_tests.contract_suite import BackendContractSuite
+from tests.backends_tests.netns import ONE_RAY_AT_A_TIME
 from tests.backends_tests.netns import private_network
 
 
 pytest.importorskip("ray.tune")
+pytestmark = ONE_RAY_AT_A_TIME
 
 
 @pytest.fixture(scope="module", autouse=True)

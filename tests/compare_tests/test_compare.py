@@ -15,6 +15,7 @@ import pytest
 
 import greedylr
 from greedylr.cli import main
+from tests.backends_tests.netns import ONE_RAY_AT_A_TIME
 
 
 HERE = Path(__file__).parent
@@ -171,7 +172,7 @@ def test_bad_input_is_one_line_naming_the_flag(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["ray", "syne-tune"])
+@pytest.mark.parametrize("backend", [pytest.param("ray", marks=ONE_RAY_AT_A_TIME), "syne-tune"])
 def test_compare_runs_on_the_other_engines(tmp_path: Path, backend: str) -> None:
     pytest.importorskip("ray.tune" if backend == "ray" else "syne_tune")
     with _engine_network(backend):

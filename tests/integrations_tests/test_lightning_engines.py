@@ -15,6 +15,7 @@ pytest.importorskip("pytorch_lightning")
 
 import greedylr  # noqa: E402
 from greedylr.searchers import FloatParam  # noqa: E402
+from tests.backends_tests.netns import ONE_RAY_AT_A_TIME  # noqa: E402
 from tests.backends_tests.netns import private_network  # noqa: E402
 
 
@@ -44,6 +45,7 @@ def _check(trials: pd.DataFrame) -> None:
 
 
 @pytest.mark.slow
+@ONE_RAY_AT_A_TIME
 def test_ray_tune_runs_the_lightning_task(tmp_path: Path) -> None:
     pytest.importorskip("ray.tune")
     with private_network():
