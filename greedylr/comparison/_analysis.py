@@ -16,6 +16,7 @@ from greedylr.comparison import _stats
 from greedylr.comparison._plan import DEFAULTS_PROTOCOL
 from greedylr.comparison._plan import REFERENCE
 from greedylr.comparison._plan import Plan
+from greedylr.comparison._plan import read_retrain_record
 from greedylr.comparison._protocol import retrain_file
 from greedylr.comparison._protocol import study_folder
 from greedylr.comparison._protocol import within_budget
@@ -75,7 +76,7 @@ def load_records(plan: Plan, out: Path) -> tuple[list[dict[str, Any]], dict[tupl
                                 "schedule": schedule,
                                 "study": study,
                                 "study_record": study_record,
-                                "record": json.loads(file.read_text()),
+                                "record": read_retrain_record(file),
                             }
                         )
     return runs, studies

@@ -197,6 +197,17 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, json.dumps(_plain(data), indent=2, sort_keys=True) + "\n")
 
 
+def read_retrain_record(path: Path) -> dict[str, Any]:
+    """A retraining record as :func:`write_json` wrote it, the ``null``s of its history (a
+    diverged run's NaN or infinite losses) read back as NaN."""
+    record = dict(json.loads(path.read_text()))
+    record["history"] = [
+        {key: math.nan if value is None else value for key, value in row.items()}
+        for row in record.get("history", [])
+    ]
+    return record
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None

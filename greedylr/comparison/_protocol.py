@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from greedylr.comparison._plan import Plan
+from greedylr.comparison._plan import read_retrain_record
 from greedylr.comparison._plan import write_json
 from greedylr.comparison._stats import rungs
 
@@ -218,7 +219,7 @@ def retrain(plan: Plan, config: dict[str, Any], *, seed: int, path: Path) -> dic
     from greedylr.tasks import resolve_task
 
     if path.is_file():
-        return dict(json.loads(path.read_text()))
+        return read_retrain_record(path)
     function = load_trial_function(plan.function)
     run_config = {**config, "seed": seed, "epochs": plan.max_epochs}
     reporter = ValidatingReporter(max_epochs=plan.max_epochs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import signal
 import subprocess
@@ -257,3 +258,36 @@ def test_a_method_is_an_arm_like_a_schedule(tmp_path: Path) -> None:
     record = retrain(plan, config, seed=1000, path=tmp_path / "seed-1000.json")
     assert record["status"] == "completed"
     assert len({row["lr"] for row in record["history"]}) == 3  # SGD-HD adapted its LR
+
+
+def test_a_diverged_retraining_run_is_read_back_and_analysed(tmp_path: Path) -> None:
+    from greedylr.comparison import _stats
+    from greedylr.comparison._plan import Plan
+    from greedylr.comparison._protocol import retrain
+
+    plan = Plan(
+        task="quadratic",
+        function="greedylr.tasks._quadratic:train",
+        schedules=("greedylr", "constant"),
+        backend="optuna",
+        max_epochs=4,
+        budget_epochs=4,
+        studies=1,
+        seeds=1,
+        protocols=("asha",),
+        searcher="tpe",
+        min_epochs=1,
+        reduction_factor=3,
+        seed=0,
+    )
+    path = tmp_path / "seed-1000.json"
+    config = {"schedule": "constant", "lr": 10.0}  # the loss overflows at epoch 2
+    first = retrain(plan, config, seed=1000, path=path)
+    assert first["status"] == "diverged"
+    again = retrain(plan, config, seed=1000, path=path)  # read back: JSON holds a null
+    losses = [row["loss"] for row in again["history"]]
+    assert len(losses) == 2
+    assert math.isfinite(losses[0])
+    assert math.isnan(losses[1])
+    assert _stats.epochs_to_target(losses, target=math.inf) == 1
+    assert _stats.epochs_to_target(losses, target=1.0) is None
