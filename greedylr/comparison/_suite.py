@@ -77,11 +77,11 @@ class Suite:
 
 _SMALL_TASKS = (  # epochs on one thread: digits, nmf, quadratic 5 ms; MNIST-1D 0.1 s;
     # Fashion-MNIST MLP 0.3 s (the first three cost their trials' start-up, not their epochs)
-    SuiteTask("digits-mlp", max_epochs=50, budget_trials=10),
-    SuiteTask("nmf", max_epochs=40, budget_trials=10),
-    SuiteTask("quadratic", max_epochs=20, budget_trials=10),
-    SuiteTask("mnist1d-cnn", max_epochs=20, budget_trials=8),
-    SuiteTask("fashion-mnist-mlp", max_epochs=10, budget_trials=8),
+    SuiteTask("digits-mlp", max_epochs=50, budget_trials=20),
+    SuiteTask("nmf", max_epochs=40, budget_trials=20),
+    SuiteTask("quadratic", max_epochs=20, budget_trials=20),
+    SuiteTask("mnist1d-cnn", max_epochs=30, budget_trials=12),
+    SuiteTask("fashion-mnist-mlp", max_epochs=12, budget_trials=10),
 )
 SUITES = {
     "small": Suite(
