@@ -18,6 +18,8 @@ What it writes (in --out):
                command, seeds, spaces, budgets and versions to rerun it
   *.png        the test metric per arm, best-so-far curves, the winners' LR schedules and losses
   studies/     one `greedylr tune` run folder per study; retrain/ one record per retraining run
+With --suite: OUT/TASK/ holds each task's comparison (the files above); OUT/report.md and
+OUT/suite.csv hold GreedyLR against each baseline task by task and summed over the tasks.
 
 Stopping and continuing:
   Ctrl-C stops it; the same command again continues it: finished studies and retraining runs

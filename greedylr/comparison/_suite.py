@@ -91,8 +91,8 @@ SUITES = {
         seeds=3,
         studies=1,
         protocol="asha",
-        description="5 small tasks, 8 schedules + 4 methods, 1 study, 3 seeds: about an hour "
-        "on 2 CPU cores",
+        description="5 small tasks, 8 schedules + 4 methods, 1 study, 3 seeds: 20 minutes on "
+        "2 CPU cores (measured)",
     ),
     "full": Suite(
         name="full",

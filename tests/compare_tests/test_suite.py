@@ -108,3 +108,20 @@ def test_the_command_refuses_what_the_suite_sets_in_one_line(
     assert code == 2
     assert expected in error
     assert not (tmp_path / "out").exists()
+
+
+def test_the_committed_small_suite_report_is_of_the_suite_as_defined() -> None:
+    """benchmarks/results/suite-small/ must be rerun when the small suite changes."""
+    import re
+
+    report = Path(__file__).resolve().parents[2] / "benchmarks/results/suite-small/report.md"
+    text = report.read_text()
+    assert "greedylr compare --suite small" in text
+    rows = re.findall(r"^\| ([a-z0-9-]+) \| (\d+) \| (\d+) \|$", text, re.M)
+    small = SUITES["small"]
+    assert [(t, int(e), int(b)) for t, e, b in rows] == [
+        (t.task, t.max_epochs, t.budget_epochs) for t in small.tasks
+    ]
+    assert f"Arms: {', '.join(small.schedules)}." in text
+    assert f"Studies {small.studies}, seeds {small.seeds}, protocol {small.protocol}." in text
+    assert small.description in text
