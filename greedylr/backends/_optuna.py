@@ -247,26 +247,43 @@ def first_task_failure(study: Any) -> Any | None:
     is retried first, and only its last retry decides), and no trial of the run completed.
     NaN losses, pruning and interruptions are results, not a broken task.
     """
+    verdict, first_failure = _task_verdict(study)
+    return first_failure if verdict == "broken" else None
+
+
+def task_verdict_pending(study: Any) -> bool:
+    """Whether the first configs of this run that ended all failed by the task while one of
+    the first ``FAILURES_BEFORE_STOP`` still runs: a worker waits for it (rather than start
+    another config, which a broken task would only fail again)."""
+    return _task_verdict(study)[0] == "pending"
+
+
+def _task_verdict(study: Any) -> tuple[str, Any | None]:
+    """``("broken", first failed trial)``, ``("pending", None)`` or ``("working", None)``
+    (see :func:`first_task_failure`)."""
     state = optuna_module().trial.TrialState
     first = study.user_attrs.get(SESSION_ATTR, 0)
     trials = [t for t in study.get_trials(deepcopy=False) if t.number >= first]
     if any(t.state == state.COMPLETE for t in trials):
-        return None
+        return "working", None
     by_number = {t.number: t for t in trials}
     retried = retries_of(trials)
     originals = sorted(
         (t for t in trials if is_original(t) and t.user_attrs.get("fail_reason") != INTERRUPTED),
         key=lambda t: t.number,
     )[:FAILURES_BEFORE_STOP]
-    if len(originals) < FAILURES_BEFORE_STOP:
-        return None
+    running = False
     for trial in originals:
         last = trial
         while last.number in retried:  # a retry comes later: it is in this run too
             last = by_number[retried[last.number]]
-        if not (last.state == state.FAIL and raised_by_task(last)):
-            return None
-    return originals[0]
+        if last.state == state.RUNNING:
+            running = True
+        elif not (last.state == state.FAIL and raised_by_task(last)):  # a retry waiting too
+            return "working", None
+    if len(originals) < FAILURES_BEFORE_STOP:
+        return "working", None
+    return ("pending", None) if running else ("broken", originals[0])
 
 
 def trial_results(study: Any) -> list[TrialResult]:

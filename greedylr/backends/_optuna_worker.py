@@ -45,6 +45,7 @@ from greedylr.backends._optuna import make_pruner
 from greedylr.backends._optuna import make_sampler
 from greedylr.backends._optuna import pruner_epochs
 from greedylr.backends._optuna import retries_of
+from greedylr.backends._optuna import task_verdict_pending
 from greedylr.backends._optuna import worker_seed
 from greedylr.backends._optuna_storage import optuna_module
 from greedylr.searchers import suggest
@@ -320,9 +321,13 @@ def run_worker(
             if checkpoints is not None:
                 _optuna_checkpoints.drop_stale(study, checkpoints)
             return
-        if now.originals >= experiment.n_trials and now.waiting == 0:
-            # Others are finishing. A trial whose worker dies now is retried: this machine's
-            # by their pid, other machines' by the RDB heartbeat.
+        finishing = now.originals >= experiment.n_trials and now.waiting == 0
+        if finishing or (now.failed and task_verdict_pending(study)):
+            # Others are finishing; or the configs of this run that ended all failed by the
+            # task and one of its first few still runs (another worker's): wait for it to tell
+            # a broken task from a working one, rather than start configs a broken task would
+            # only fail. A trial whose worker dies now is retried: this machine's by their
+            # pid, other machines' by the RDB heartbeat.
             time.sleep(poll_seconds)
             retry_dead_local_trials(study, ownerless_after=ORPHAN_SECONDS)
             with warnings.catch_warnings():

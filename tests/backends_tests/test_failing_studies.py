@@ -155,3 +155,37 @@ def test_a_task_broken_after_earlier_runs_completed_still_stops_the_run(tmp_path
     assert result.returncode == 1, result.stderr
     assert "ZeroDivisionError: the task's own bug" in result.stderr
     assert 4 + 3 <= len(trials_of(tmp_path / "run")) <= 4 + 3 + 1
+
+
+def test_while_one_of_the_first_configs_runs_a_failing_run_waits_for_its_verdict() -> None:
+    """Workers wait for a still-running first config once the others failed by the task,
+    instead of starting configs a broken task would only fail (whatever the timing)."""
+    import optuna
+
+    from greedylr.backends._optuna import first_task_failure
+    from greedylr.backends._optuna import task_verdict_pending
+
+    study = optuna.create_study()
+
+    def failed() -> None:
+        trial = study.ask()
+        trial.set_user_attr("traceback", "ZeroDivisionError")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    failed()
+    running = study.ask()  # another worker's first config, still running
+    failed()
+    assert task_verdict_pending(study)
+    assert first_task_failure(study) is None
+    study.tell(running, 0.5)  # it completed: the task works
+    assert not task_verdict_pending(study)
+    assert first_task_failure(study) is None
+
+    study = optuna.create_study()
+    failed()
+    running = study.ask()
+    failed()
+    running.set_user_attr("traceback", "ZeroDivisionError")
+    study.tell(running, state=optuna.trial.TrialState.FAIL)  # it failed too: broken
+    assert not task_verdict_pending(study)
+    assert first_task_failure(study).number == 0
