@@ -372,10 +372,15 @@ def test_stop_signals_and_a_killed_driver_leave_a_restorable_experiment(tmp_path
     assert len(interrupted) >= 1
     assert interrupted["reason"].str.contains("Ctrl-C").all()
     assert (interrupted["epochs"] < 6).all()
-    checkpoints = trial_checkpoints(run)
-    ended = [epochs for epochs in checkpoints.values() if 6 in epochs]
-    assert ended, checkpoints
-    assert all(epochs == [6] for epochs in ended), checkpoints
+    # A trial's folder is trial_<experiment>_<its number>. A worker may have written the
+    # checkpoint of epoch 6 before Tune stopped it unseen: that trial was interrupted, as
+    # Tune's snapshot has it, and keeps its checkpoints like the other interrupted ones.
+    checkpoints = {int(name.rsplit("_", 1)[1]): c for name, c in trial_checkpoints(run).items()}
+    completed = trials.loc[trials["status"] == "completed", "trial"]
+    assert len(completed) >= 1
+    assert all(checkpoints[trial] == [6] for trial in completed), checkpoints
+    for trial, epochs in zip(interrupted["trial"], interrupted["epochs"]):
+        assert max(checkpoints[trial], default=0) >= epochs, checkpoints  # it goes on from there
     # 2. The rerun (asking for fewer trials: a rerun never lowers them) goes on from the
     # checkpoints; its driver is then killed with SIGKILL: its trial workers must not go on.
     before = len(log_lines(log))
