@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -227,23 +228,17 @@ def test_help_explains_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         assert name in text
 
 
-def test_a_method_is_an_arm_like_a_schedule(tmp_path: Path) -> None:
+def quadratic_plan(schedules: tuple[str, ...], *, max_epochs: int) -> Any:
+    """A one-study, one-seed plan on the quadratic task (its retraining runs take a second)."""
     from greedylr.comparison._plan import Plan
-    from greedylr.comparison._plan import parse_schedules
-    from greedylr.comparison._protocol import defaults_config
-    from greedylr.comparison._protocol import retrain
 
-    arms = parse_schedules("greedylr, cosine,sgd-hd,adamw-schedulefree")
-    assert arms == ("greedylr", "cosine", "sgd-hd", "adamw-schedulefree")
-    with pytest.raises(ValueError, match=r"`schedules` must be among \[.*'sgd-hd'.*'sgd_hd'"):
-        parse_schedules("greedylr,sgd_hd")
-    plan = Plan(
+    return Plan(
         task="quadratic",
         function="greedylr.tasks._quadratic:train",
-        schedules=("greedylr", "sgd-hd"),
+        schedules=schedules,
         backend="optuna",
-        max_epochs=3,
-        budget_epochs=3,
+        max_epochs=max_epochs,
+        budget_epochs=max_epochs,
         studies=1,
         seeds=1,
         protocols=("full",),
@@ -252,6 +247,18 @@ def test_a_method_is_an_arm_like_a_schedule(tmp_path: Path) -> None:
         reduction_factor=3,
         seed=0,
     )
+
+
+def test_a_method_is_an_arm_like_a_schedule(tmp_path: Path) -> None:
+    from greedylr.comparison._plan import parse_schedules
+    from greedylr.comparison._protocol import defaults_config
+    from greedylr.comparison._protocol import retrain
+
+    arms = parse_schedules("greedylr, cosine,sgd-hd,adamw-schedulefree")
+    assert arms == ("greedylr", "cosine", "sgd-hd", "adamw-schedulefree")
+    with pytest.raises(ValueError, match=r"`schedules` must be among \[.*'sgd-hd'.*'sgd_hd'"):
+        parse_schedules("greedylr,sgd_hd")
+    plan = quadratic_plan(("greedylr", "sgd-hd"), max_epochs=3)
     config, space = defaults_config(plan, "sgd-hd")  # the untuned-defaults arm
     assert (config["schedule"], config["optimizer"]) == ("constant", "sgd-hd")
     assert space["constants"]["optimizer"] == "sgd-hd"
@@ -262,24 +269,9 @@ def test_a_method_is_an_arm_like_a_schedule(tmp_path: Path) -> None:
 
 def test_a_diverged_retraining_run_is_read_back_and_analysed(tmp_path: Path) -> None:
     from greedylr.comparison import _stats
-    from greedylr.comparison._plan import Plan
     from greedylr.comparison._protocol import retrain
 
-    plan = Plan(
-        task="quadratic",
-        function="greedylr.tasks._quadratic:train",
-        schedules=("greedylr", "constant"),
-        backend="optuna",
-        max_epochs=4,
-        budget_epochs=4,
-        studies=1,
-        seeds=1,
-        protocols=("asha",),
-        searcher="tpe",
-        min_epochs=1,
-        reduction_factor=3,
-        seed=0,
-    )
+    plan = quadratic_plan(("greedylr", "constant"), max_epochs=4)
     path = tmp_path / "seed-1000.json"
     config = {"schedule": "constant", "lr": 10.0}  # the loss overflows at epoch 2
     first = retrain(plan, config, seed=1000, path=path)
