@@ -247,7 +247,7 @@ def first_task_failure(study: Any) -> Any | None:
     is retried first, and only its last retry decides), and no trial of the run completed.
     NaN losses, pruning and interruptions are results, not a broken task.
     """
-    verdict, first_failure = _task_verdict(study)
+    verdict, first_failure = task_verdict(study)
     return first_failure if verdict == "broken" else None
 
 
@@ -255,15 +255,21 @@ def task_verdict_pending(study: Any) -> bool:
     """Whether the first configs of this run that ended all failed by the task while one of
     the first ``FAILURES_BEFORE_STOP`` still runs: a worker waits for it (rather than start
     another config, which a broken task would only fail again)."""
-    return _task_verdict(study)[0] == "pending"
+    return task_verdict(study)[0] == "pending"
 
 
-def _task_verdict(study: Any) -> tuple[str, Any | None]:
-    """``("broken", first failed trial)``, ``("pending", None)`` or ``("working", None)``
-    (see :func:`first_task_failure`)."""
+def task_verdict(study: Any, trials: list[Any] | None = None) -> tuple[str, Any | None]:
+    """``("broken", first failed trial)`` (see :func:`first_task_failure`), ``("pending",
+    None)`` (see :func:`task_verdict_pending`) or ``("working", None)``.
+
+    Args:
+        trials: The study's trials, when the caller just read them (default: read them).
+    """
     state = optuna_module().trial.TrialState
     first = study.user_attrs.get(SESSION_ATTR, 0)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.number >= first]
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    trials = [t for t in trials if t.number >= first]
     if any(t.state == state.COMPLETE for t in trials):
         return "working", None
     by_number = {t.number: t for t in trials}

@@ -38,14 +38,13 @@ from greedylr.backends._contract import load_trial_function
 from greedylr.backends._experiment import Experiment
 from greedylr.backends._optuna import INTERRUPTED
 from greedylr.backends._optuna import census
-from greedylr.backends._optuna import first_task_failure
 from greedylr.backends._optuna import is_original
 from greedylr.backends._optuna import load_experiment
 from greedylr.backends._optuna import make_pruner
 from greedylr.backends._optuna import make_sampler
 from greedylr.backends._optuna import pruner_epochs
 from greedylr.backends._optuna import retries_of
-from greedylr.backends._optuna import task_verdict_pending
+from greedylr.backends._optuna import task_verdict
 from greedylr.backends._optuna import worker_seed
 from greedylr.backends._optuna_storage import optuna_module
 from greedylr.searchers import suggest
@@ -313,16 +312,15 @@ def run_worker(
             raise KeyboardInterrupt
         trials = study.get_trials(deepcopy=False)
         now = census(trials)
-        if now.done >= experiment.n_trials or (
-            now.failed and first_task_failure(study) is not None
-        ):
+        verdict = task_verdict(study, trials)[0] if now.failed else "working"
+        if now.done >= experiment.n_trials or verdict == "broken":
             # Done, or the task is broken: the tuner shows the error; running more trials
             # would only repeat it.
             if checkpoints is not None:
                 _optuna_checkpoints.drop_stale(study, checkpoints)
             return
         finishing = now.originals >= experiment.n_trials and now.waiting == 0
-        if finishing or (now.failed and task_verdict_pending(study)):
+        if finishing or verdict == "pending":
             # Others are finishing; or the configs of this run that ended all failed by the
             # task and one of its first few still runs (another worker's): wait for it to tell
             # a broken task from a working one, rather than start configs a broken task would
