@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -157,18 +158,17 @@ def train_mlp(config: dict[str, Any], reporter: Any) -> None:
         config, task=_MLP_TASK, default_optimizer_params={"momentum": 0.9}
     )
     hidden = size_param(settings, "hidden", 256, maximum=65536)
-    batch_size = size_param(settings, "batch_size", 128, maximum=TRAIN_POOL)
-    train_size = size_param(settings, "train_size", 20_000, maximum=TRAIN_POOL)
-    device = training_device()
-    splits = fashion_mnist_splits(train_size, device)
-    torch.manual_seed(settings.seed)
-    model = torch.nn.Sequential(
-        torch.nn.Flatten(),
-        torch.nn.Linear(28 * 28, hidden),
-        torch.nn.ReLU(),
-        torch.nn.Linear(hidden, 10),
-    ).to(device)
-    train_classifier(settings, reporter, model=model, splits=splits, batch_size=batch_size)
+    _train(
+        settings,
+        reporter,
+        default_train_size=20_000,
+        build_model=lambda: torch.nn.Sequential(
+            torch.nn.Flatten(),
+            torch.nn.Linear(28 * 28, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, 10),
+        ),
+    )
 
 
 def train_cnn(config: dict[str, Any], reporter: Any) -> None:
@@ -195,19 +195,36 @@ def train_cnn(config: dict[str, Any], reporter: Any) -> None:
         config, task=_CNN_TASK, default_optimizer_params={"momentum": 0.9}
     )
     channels = size_param(settings, "channels", 16, maximum=1024)
+    _train(
+        settings,
+        reporter,
+        default_train_size=10_000,
+        build_model=lambda: torch.nn.Sequential(
+            torch.nn.Conv2d(1, channels, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(channels, 2 * channels, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(2 * channels * 7 * 7, 10),
+        ),
+    )
+
+
+def _train(
+    settings: RunSettings,
+    reporter: Any,
+    *,
+    default_train_size: int,
+    build_model: Callable[[], torch.nn.Module],
+) -> None:
+    """What both tasks do once their model's size is read: the batch size and training subset,
+    the splits on the trial's device, the model built after seeding torch, and training."""
     batch_size = size_param(settings, "batch_size", 128, maximum=TRAIN_POOL)
-    train_size = size_param(settings, "train_size", 10_000, maximum=TRAIN_POOL)
+    train_size = size_param(settings, "train_size", default_train_size, maximum=TRAIN_POOL)
     device = training_device()
     splits = fashion_mnist_splits(train_size, device)
     torch.manual_seed(settings.seed)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, channels, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(channels, 2 * channels, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(2 * channels * 7 * 7, 10),
-    ).to(device)
+    model = build_model().to(device)
     train_classifier(settings, reporter, model=model, splits=splits, batch_size=batch_size)
